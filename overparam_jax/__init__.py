@@ -1,0 +1,53 @@
+"""overparam_jax: analyzing optimization of deep linear networks via trajectories.
+
+The public API; every name is defined in a private-by-convention module listed in
+../shared/STYLE.md ("Layout") and re-exported here.
+"""
+
+from overparam_jax.datasets import (
+    MNIST,
+    Whitened,
+    load_gas_ethanol,
+    load_mnist,
+    standardize_columns,
+    whiten,
+)
+from overparam_jax.losses import LossFn, lp_loss, overparameterized, whitened_l2_loss
+from overparam_jax.networks import (
+    Params,
+    balanced_factorization,
+    balancedness,
+    deficiency_margin,
+    end_to_end,
+    init_balanced,
+    init_gaussian,
+    init_identity,
+    layer_gradients,
+    network_dims,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LossFn",
+    "MNIST",
+    "Params",
+    "Whitened",
+    "__version__",
+    "balanced_factorization",
+    "balancedness",
+    "deficiency_margin",
+    "end_to_end",
+    "init_balanced",
+    "init_gaussian",
+    "init_identity",
+    "layer_gradients",
+    "load_gas_ethanol",
+    "load_mnist",
+    "lp_loss",
+    "network_dims",
+    "overparameterized",
+    "standardize_columns",
+    "whiten",
+    "whitened_l2_loss",
+]

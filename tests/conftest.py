@@ -1,0 +1,43 @@
+"""Make the whole suite strict: float64 and no implicit rank promotion (STYLE.md)."""
+
+import os
+from pathlib import Path
+
+import jax
+import pytest
+from hypothesis import settings
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+settings.register_profile("deterministic", derandomize=True, deadline=None, max_examples=25)
+settings.load_profile("deterministic")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip with the reason when this checkout has no copy (fail in CI)."""
+    if not SHARED_DATA.is_dir():
+        message = f"shared data not found at {SHARED_DATA} (only CI and dev machines have it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(shared_data: Path) -> Path:
+    path = shared_data / "mnist"
+    if not path.is_dir():
+        pytest.skip(f"MNIST copy not found at {path}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_network_data(monkeypatch, tmp_path):
+    """Tests never download: point the data cache at an empty temp dir."""
+    monkeypatch.setenv("OVERPARAM_JAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OVERPARAM_JAX_DATA", raising=False)
+    os.environ.setdefault("OVERPARAM_JAX_SMOKE", "1")

@@ -25,6 +25,16 @@ from overparam_jax.networks import (
     layer_gradients,
     network_dims,
 )
+from overparam_jax.preconditioner import (
+    end_to_end_field,
+    end_to_end_velocity,
+    field_jacobian,
+    gradient_field_asymmetry,
+    preconditioner_apply,
+    preconditioner_eigenvalues,
+    preconditioner_matrix,
+    single_output_velocity,
+)
 
 __version__ = "0.1.0"
 
@@ -38,6 +48,10 @@ __all__ = [
     "balancedness",
     "deficiency_margin",
     "end_to_end",
+    "end_to_end_field",
+    "end_to_end_velocity",
+    "field_jacobian",
+    "gradient_field_asymmetry",
     "init_balanced",
     "init_gaussian",
     "init_identity",
@@ -47,6 +61,10 @@ __all__ = [
     "lp_loss",
     "network_dims",
     "overparameterized",
+    "preconditioner_apply",
+    "preconditioner_eigenvalues",
+    "preconditioner_matrix",
+    "single_output_velocity",
     "standardize_columns",
     "whiten",
     "whitened_l2_loss",

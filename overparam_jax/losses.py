@@ -45,6 +45,14 @@ def _validate_regression(W_e: jax.Array, X: jax.Array, Y: jax.Array) -> None:
     require_finite("Y", Y)
 
 
+def _abs_power(r: jax.Array, p: float) -> jax.Array:
+    """|r|^p; integer p uses repeated multiplication (``lax.integer_pow``), not exp(p log|r|)."""
+    if is_concrete(p) and float(p).is_integer():
+        k = int(p)
+        return (r if k % 2 == 0 else jnp.abs(r)) ** k
+    return jnp.abs(r) ** p
+
+
 def lp_loss(
     W_e: jax.Array, X: jax.Array, Y: jax.Array, *, p: float = 2.0, divide_by_p: bool = False
 ) -> jax.Array:
@@ -69,7 +77,7 @@ def lp_loss(
     if is_concrete(p) and not float(p) >= 1.0:
         raise ValueError(f"`p` must be >= 1, got {p}.")
     residual = X @ W_e.T - Y
-    total = jnp.mean(jnp.sum(jnp.abs(residual) ** p, axis=1))
+    total = jnp.mean(jnp.sum(_abs_power(residual, p), axis=1))
     return total / p if divide_by_p else total
 
 

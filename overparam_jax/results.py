@@ -11,13 +11,21 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import math
 import os
 import platform
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "run_metadata", "save_figure", "write_json"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "json_safe",
+    "run_metadata",
+    "save_figure",
+    "write_json",
+]
 
 
 def run_metadata() -> dict[str, Any]:
@@ -67,9 +75,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NumPy scalars/arrays made plain and non-finite floats as strings ("inf", "nan")."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist"):  # NumPy / JAX arrays and scalars
+        return json_safe(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
 def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` plus ``{"metadata": run_metadata()}`` as indented JSON, atomically."""
-    document = {**payload, "metadata": run_metadata()}
+    """Write ``payload`` plus ``{"metadata": run_metadata()}`` as indented JSON, atomically.
+
+    Non-finite floats are written as the strings ``"inf"``, ``"-inf"``, ``"nan"``.
+    """
+    document = json_safe({**payload, "metadata": run_metadata()})
     return atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 

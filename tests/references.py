@@ -34,3 +34,38 @@ def lp_loss_gradient(W, X, Y, p):
     W, X, Y = map(np.asarray, (W, X, Y))
     R = X @ W.T - Y
     return (p * np.abs(R) ** (p - 1) * np.sign(R)).T @ X / X.shape[0]
+
+
+def gd_step(params, X, Y, p, eta):
+    """One hand-written GD step on φ with the ℓp loss: W_j - η W_{N:j+1}^T ∇ℓ W_{j-1:1}^T."""
+    G = lp_loss_gradient(product(params), X, Y, p)
+    return [np.asarray(W) - eta * layer_gradient(params, G, j) for j, W in enumerate(params)]
+
+
+def balance_differences(params):
+    """D_j = W_{j+1}^T W_{j+1} - W_j W_j^T for j = 1..N-1 (NumPy)."""
+    params = [np.asarray(W) for W in params]
+    return [params[j + 1].T @ params[j + 1] - params[j] @ params[j].T for j in range(len(params) - 1)]
+
+
+def solve_gradient_flow(grad_fn, params, t_final, rtol=1e-12, atol=1e-14):
+    """Integrate dθ/dt = -∇φ(θ) with SciPy's adaptive DOP853; returns the final layers."""
+    from scipy.integrate import solve_ivp
+
+    shapes = [np.shape(W) for W in params]
+    sizes = [int(np.prod(s)) for s in shapes]
+
+    def unflatten(theta):
+        out, k = [], 0
+        for shape, size in zip(shapes, sizes):
+            out.append(theta[k : k + size].reshape(shape))
+            k += size
+        return out
+
+    def rhs(_, theta):
+        return -np.concatenate([np.ravel(g) for g in grad_fn(unflatten(theta))])
+
+    theta0 = np.concatenate([np.ravel(W) for W in params])
+    sol = solve_ivp(rhs, (0.0, t_final), theta0, method="DOP853", rtol=rtol, atol=atol)
+    assert sol.success, sol.message
+    return unflatten(sol.y[:, -1])

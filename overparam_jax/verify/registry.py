@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from overparam_jax.results import json_safe
+
 __all__ = [
     "Check",
     "CheckResult",
@@ -76,12 +78,7 @@ class CheckResult(NamedTuple):
         """The result without its plot callback, ready for ``json.dump``."""
         out = self._asdict()
         out.pop("plot")
-        out["measured"] = _json_float(self.measured)
-        return out
-
-
-def _json_float(x: float) -> float | str:
-    return x if math.isfinite(x) else repr(x)
+        return json_safe(out)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,261 @@
+r"""Sweeps: a whole grid of runs — seeds × learning rates × init scales × depths — in one
+compiled, vmapped ``lax.scan``, sharded over devices when there are several.
+
+**Depth as a vmapped axis.** Runs must share array shapes to be batched, so every
+network is laid out as the deepest one, with layer shapes
+``[(h, d_0), (h, h) × (D-2), (d_N, h)]`` for maximal depth ``D`` and hidden width ``h``.
+A depth-``N`` network (``2 <= N <= D``) puts ``W_1 .. W_{N-1}`` in the first positions,
+frozen identity matrices ``I_h`` in the next ``D - N``, and ``W_N`` last:
+
+.. math:: W_N \, I_h \cdots I_h \, W_{N-1} \cdots W_1 = W_N \cdots W_1 .
+
+Frozen layers get a zero gradient mask, so GD on the padded network is GD on the
+depth-``N`` network; identity products are exact in floating point, so the runs agree
+with the unpadded ones to round-off of the chain order. Depth 1 (the linear model)
+needs ``h >= d_N``: ``W`` sits in the first ``d_N`` rows of position 1 (the other rows
+frozen at zero) and position ``D`` is the frozen ``[I_{d_N}, 0]``.
+
+**What shares one compile.** All cells of a sweep (every seed, learning rate, init scale
+and depth ``<= D``) run in a single compiled program for a given
+``(loss_fn, input_dim, hidden_width, output_dim, max(depths), num_steps, save_every,
+dtype)``. For the end-to-end dynamics depth is a traced number, and any depths share it.
+
+**Sharding.** With more than one device (GPUs, TPU cores, or
+``XLA_FLAGS=--xla_force_host_platform_device_count=4`` on CPU) the flattened run axis —
+seed-major, so whole seeds when their number divides evenly — is split over a
+``jax.sharding.Mesh``; JAX's SPMD partitioner does the rest. If the number of runs does
+not divide evenly over the devices, the sweep runs on one device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from overparam_jax._validation import require_positive, validate_dims
+from overparam_jax.dynamics import ProgressFn, Trajectory, _simulate
+from overparam_jax.losses import LossFn
+from overparam_jax.networks import end_to_end, init_balanced, init_gaussian
+
+__all__ = ["SWEEP_AXES", "SweepResult", "pad_to_depth", "sweep"]
+
+SWEEP_AXES = ("seed", "learning_rate", "init_scale", "depth")
+InitFn = Callable[..., tuple[jax.Array, ...]]
+_INITS: dict[str, InitFn] = {"balanced": init_balanced, "gaussian": init_gaussian}
+_DYNAMICS = ("network", "end_to_end")
+
+
+class SweepResult(NamedTuple):
+    """The runs of a grid.
+
+    Attributes:
+        trajectory: a :class:`Trajectory` whose fields have leading axes
+            ``(seed, learning_rate, init_scale, depth)`` before their own (time, ...) axes;
+            ``final`` holds the padded params (network) or ``W_e`` (end-to-end).
+        coords: the values along each axis, keyed by the names in :data:`SWEEP_AXES`.
+        axes: :data:`SWEEP_AXES`.
+    """
+
+    trajectory: Trajectory
+    coords: dict[str, np.ndarray]
+    axes: tuple[str, ...] = SWEEP_AXES
+
+
+class _Padding(NamedTuple):
+    params: tuple[jax.Array, ...]
+    mask: tuple[jax.Array, ...]
+    pairs: tuple[jax.Array, jax.Array]
+
+
+def _network_dims(input_dim: int, hidden_width: int, output_dim: int, depth: int) -> tuple[int, ...]:
+    return (input_dim,) + (hidden_width,) * (depth - 1) + (output_dim,)
+
+
+def pad_to_depth(
+    params: Sequence[jax.Array], max_depth: int, *, hidden_width: int | None = None
+) -> _Padding:
+    """Lay a depth-N network out as a depth-``max_depth`` one (see the module docstring).
+
+    Args:
+        params: ``(W_1, ..., W_N)`` with hidden width ``h`` (all hidden widths equal).
+        max_depth: ``D >= N``.
+        hidden_width: the padded width ``h``; needed only to pad depth 1 (``h >= d_N``).
+
+    Returns:
+        ``(params, mask, pairs)``: the padded layers, their 0/1 gradient masks, and the
+        boolean masks selecting the real consecutive pairs for the balancedness.
+    """
+    params = tuple(params)
+    N, D = len(params), max_depth
+    if D < N:
+        raise ValueError(f"`max_depth` ({D}) must be >= the depth of `params` ({N}).")
+    dtype = params[0].dtype
+    if D == 1:
+        false = jnp.zeros((0,), bool)
+        return _Padding(params, (jnp.ones_like(params[0]),), (false, false))
+    if N == 1:
+        (W,) = params
+        d_N, d_0 = W.shape
+        h = hidden_width
+        if h is None or h < d_N:
+            raise ValueError(f"`hidden_width` must be >= d_N = {d_N} to pad depth 1, got {h}.")
+        first = jnp.zeros((h, d_0), dtype).at[:d_N].set(W)
+        first_mask = jnp.zeros((h, d_0), dtype).at[:d_N].set(1)
+        last = jnp.eye(d_N, h, dtype=dtype)
+        layers = (first,) + (jnp.eye(h, dtype=dtype),) * (D - 2) + (last,)
+        mask = (first_mask,) + tuple(jnp.zeros_like(W_) for W_ in layers[1:])
+    else:
+        h = params[0].shape[0]
+        identities = (jnp.eye(h, dtype=dtype),) * (D - N)
+        layers = params[:-1] + identities + params[-1:]
+        mask = tuple(jnp.ones_like(W_) for W_ in params[:-1])
+        mask += tuple(jnp.zeros_like(W_) for W_ in identities) + (jnp.ones_like(params[-1]),)
+    positions = np.arange(D - 1)
+    adjacent = jnp.asarray(positions <= N - 3)
+    to_last = jnp.asarray(positions == N - 2)
+    return _Padding(layers, mask, (adjacent, to_last))
+
+
+def _stack_trees(trees: Sequence[Any]) -> Any:
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _validate_axis(name: str, values: Sequence[Any], *, positive: bool = True) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"`{name}` must be a non-empty 1-D sequence, got shape {arr.shape}.")
+    if positive:
+        for v in arr:
+            require_positive(name, v, allow_zero=(name == "learning_rates"))
+    return arr
+
+
+def _validate_grid(seeds, learning_rates, init_scales, depths, init, dynamics):
+    seeds = _validate_axis("seeds", seeds, positive=False)
+    if not np.issubdtype(seeds.dtype, np.integer):
+        raise TypeError(f"`seeds` must be integers, got dtype {seeds.dtype}.")
+    learning_rates = _validate_axis("learning_rates", learning_rates)
+    init_scales = _validate_axis("init_scales", init_scales)
+    depths = _validate_axis("depths", depths)
+    if not np.issubdtype(depths.dtype, np.integer):
+        raise TypeError(f"`depths` must be integers, got {depths.tolist()}.")
+    if isinstance(init, str) and init not in _INITS:
+        raise ValueError(f"`init` must be one of {sorted(_INITS)} or a callable, got {init!r}.")
+    if dynamics not in _DYNAMICS:
+        raise ValueError(f"`dynamics` must be one of {_DYNAMICS}, got {dynamics!r}.")
+    return seeds, learning_rates, init_scales, depths
+
+
+def _initial_states(init_fn, keys, scales, depths, dims_of, dtype):
+    """Per depth (a static Python loop over shapes), vmapped over seeds × scales."""
+
+    def one(depth):
+        sample = lambda k, s: init_fn(k, dims_of(depth), std=s, dtype=dtype)
+        return jax.vmap(lambda k: jax.vmap(lambda s: sample(k, s))(scales))(keys)
+
+    return [one(int(d)) for d in depths]
+
+
+def _shard(tree: Any) -> Any:
+    """Split the leading run axis over all devices when it divides evenly."""
+    devices = jax.devices()
+    leaves = jax.tree_util.tree_leaves(tree)
+    if len(devices) < 2 or leaves[0].shape[0] % len(devices):
+        return tree
+    mesh = Mesh(np.asarray(devices), ("runs",))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("runs")))
+
+
+def sweep(
+    loss_fn: LossFn,
+    *,
+    input_dim: int,
+    output_dim: int,
+    hidden_width: int,
+    depths: Sequence[int],
+    seeds: Sequence[int],
+    learning_rates: Sequence[float],
+    init_scales: Sequence[float],
+    num_steps: int,
+    save_every: int = 1,
+    init: str | InitFn = "balanced",
+    dynamics: str = "network",
+    weight_decay: float = 0.0,
+    record_end_to_end: bool = False,
+    dtype=None,
+    progress: ProgressFn | None = None,
+) -> SweepResult:
+    r"""Run the grid seeds × learning rates × init scales × depths as one compiled program.
+
+    Each cell is full-batch GD on the depth-N network with dims
+    ``(input_dim, hidden_width, ..., hidden_width, output_dim)`` from ``init`` at std
+    ``init_scale`` (``dynamics="network"``), or the discrete end-to-end update from the
+    end-to-end matrix of that init (``dynamics="end_to_end"``, THEORY.md §4). A cell that
+    diverges reports ``diverged_at`` and does not affect the others.
+
+    Args:
+        loss_fn: :math:`\ell(W_e)`.
+        input_dim, output_dim, hidden_width: ``d_0``, ``d_N`` and the hidden width.
+        depths: network depths N >= 1 (integers).
+        seeds: integer seeds; run ``(seed, ...)`` initializes from ``jax.random.key(seed)``.
+        learning_rates: step sizes η >= 0.
+        init_scales: init stds > 0.
+        num_steps, save_every, weight_decay, record_end_to_end, progress: as in
+            :func:`overparam_jax.gradient_descent`.
+        init: ``"balanced"``, ``"gaussian"`` or ``init_fn(key, dims, *, std, dtype)``.
+        dynamics: ``"network"`` or ``"end_to_end"``.
+        dtype: float dtype (default: float64 with x64 enabled, else float32).
+
+    Returns:
+        A :class:`SweepResult`; trajectory fields have shape
+        ``(len(seeds), len(learning_rates), len(init_scales), len(depths), T, ...)``.
+    """
+    seeds, learning_rates, init_scales, depths = _validate_grid(
+        seeds, learning_rates, init_scales, depths, init, dynamics
+    )
+    validate_dims((input_dim, hidden_width, output_dim))
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
+    init_fn = _INITS[init] if isinstance(init, str) else init
+    D = int(depths.max())
+    if dynamics == "network" and 1 in depths and D > 1 and hidden_width < output_dim:
+        raise ValueError(
+            f"`hidden_width` ({hidden_width}) must be >= `output_dim` ({output_dim}) to sweep "
+            "depth 1 beside deeper networks (the linear model is embedded in the padded layers)."
+        )
+    S, L, C, K = len(seeds), len(learning_rates), len(init_scales), len(depths)
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+    scales = jnp.asarray(init_scales, dtype)
+    dims_of = lambda depth: _network_dims(input_dim, hidden_width, output_dim, depth)
+    inits = _initial_states(init_fn, keys, scales, depths, dims_of, dtype)  # K × (S, C, ...)
+
+    if dynamics == "network":
+        pad = jax.vmap(jax.vmap(lambda p: pad_to_depth(p, D, hidden_width=hidden_width)))
+        per_depth = [pad(p) for p in inits]
+    else:
+        per_depth = [jax.vmap(jax.vmap(end_to_end))(p) for p in inits]
+    grid = _stack_trees(per_depth)  # leaves (K, S, C, ...)
+    # Flatten the grid seed-major: run r = ((s * L + l) * C + c) * K + k.
+    s_idx, l_idx, c_idx, k_idx = (jnp.asarray(i.ravel()) for i in np.indices((S, L, C, K)))
+    grid = jax.tree_util.tree_map(lambda x: x[k_idx, s_idx, c_idx], grid)
+    etas = jnp.asarray(learning_rates, dtype)[l_idx]
+    lam = jnp.full(etas.shape, weight_decay, dtype)
+    if dynamics == "network":
+        state = grid.params
+        hyper = {"eta": etas, "lam": lam, "mask": grid.mask, "pairs": grid.pairs}
+        kind = "padded_gd"
+    else:
+        state = grid
+        hyper = {"eta": etas, "lam": lam, "depth": jnp.asarray(depths, dtype)[k_idx]}
+        kind = "end_to_end"
+    state, hyper = _shard((state, hyper))
+    traj = _simulate(kind, loss_fn, state, hyper, num_steps=num_steps, save_every=save_every,
+                     record_end_to_end=record_end_to_end, progress=progress, batched=True)
+    traj = jax.tree_util.tree_map(lambda x: x.reshape((S, L, C, K) + x.shape[1:]), traj)
+    coords = {"seed": seeds, "learning_rate": learning_rates, "init_scale": init_scales, "depth": depths}
+    return SweepResult(traj, coords)

@@ -33,12 +33,10 @@ _DEPTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 def _iterations_to_target(traj, optimum: float, epsilon: float) -> np.ndarray:
     """First recorded step with ℓ − ℓ* ≤ ε for each run (inf if never, or if it diverged)."""
-    gap = np.asarray(traj.loss) - optimum
-    hit = gap <= epsilon
-    first = np.where(hit.any(axis=-1), np.asarray(traj.step)[..., 0] * 0 + np.argmax(hit, axis=-1), -1)
-    steps = np.take_along_axis(np.asarray(traj.step), np.maximum(first, 0)[..., None], axis=-1)[..., 0]
-    ok = (first >= 0) & (np.asarray(traj.diverged_at) < 0)
-    return np.where(ok, steps, np.inf).astype(float)
+    hit = (np.asarray(traj.loss) - optimum) <= epsilon
+    first = np.argmax(hit, axis=-1)
+    steps = np.take_along_axis(np.asarray(traj.step), first[..., None], axis=-1)[..., 0].astype(float)
+    return np.where(hit.any(axis=-1) & (np.asarray(traj.diverged_at) < 0), steps, np.inf)
 
 
 @register(

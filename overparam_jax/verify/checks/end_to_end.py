@@ -56,7 +56,9 @@ def _loss(name: str, X: jax.Array, Y: jax.Array):
     return functools.partial(whitened_l2_loss, Phi=Y.T @ X / X.shape[0])
 
 
-def _end_to_end_matrix(rng: np.random.Generator, shape: tuple[int, int], rank_deficient: bool) -> jax.Array:
+def _end_to_end_matrix(
+    rng: np.random.Generator, shape: tuple[int, int], rank_deficient: bool
+) -> jax.Array:
     """A Gaussian matrix, or an exactly rank-1 one (only its first row non-zero).
 
     Householder bidiagonalization leaves the zero rows of the rank-1 matrix (and of the
@@ -71,7 +73,9 @@ def _end_to_end_matrix(rng: np.random.Generator, shape: tuple[int, int], rank_de
     return jnp.asarray(A, jnp.float64)
 
 
-def _regression_data(rng: np.random.Generator, dims: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+def _regression_data(
+    rng: np.random.Generator, dims: tuple[int, ...]
+) -> tuple[jax.Array, jax.Array]:
     X = rng.standard_normal((_NUM_SAMPLES, dims[0]))
     Y = rng.standard_normal((_NUM_SAMPLES, dims[-1]))
     return jnp.asarray(X, jnp.float64), jnp.asarray(Y, jnp.float64)
@@ -121,7 +125,9 @@ def check_closed_form_velocity(
 
     errors = []
     for dims, loss_name, rank_deficient in cases:
-        auto, closed = _balanced_velocities(velocity, closed_form, dims, loss_name, rank_deficient, rng)
+        auto, closed = _balanced_velocities(
+            velocity, closed_form, dims, loss_name, rank_deficient, rng
+        )
         errors.append(_relative(closed, auto))
     return Measurement(
         max(errors),
@@ -215,7 +221,9 @@ def check_single_output(
     for dims, loss_name in cases:
         auto, closed = _balanced_velocities(velocity, single_output, dims, loss_name, False, rng)
         errors.append(_relative(closed, auto))
-    return Measurement(max(errors), {"cases": [[list(d), n] for d, n in cases], "relative_errors": errors})
+    return Measurement(
+        max(errors), {"cases": [[list(d), n] for d, n in cases], "relative_errors": errors}
+    )
 
 
 _OFF_BALANCE_EPS = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
@@ -253,7 +261,8 @@ def check_off_balance(
         mismatch = jnp.linalg.norm(velocity(ps, loss) - closed) / jnp.linalg.norm(closed)
         return balancedness(ps), mismatch
 
-    deltas, mismatches = map(np.asarray, zip(*[perturbed(eps, A, X, Y, E) for eps in _OFF_BALANCE_EPS]))
+    measured = [perturbed(eps, A, X, Y, E) for eps in _OFF_BALANCE_EPS]
+    deltas, mismatches = map(np.asarray, zip(*measured))
     local_slopes = np.diff(np.log(mismatches)) / np.diff(np.log(deltas))
     fitted = float(np.polyfit(np.log(deltas), np.log(mismatches), 1)[0])
 
@@ -276,7 +285,11 @@ def check_off_balance(
 # single output and tall; l4 at depth 3, l2 (d_N >= 2) at depth 2. Each SVD Jacobian
 # takes ~1-2 s to compile on 2 cores.
 _ASYMMETRIC_CASES = [((3, 3), "l4", 3), ((1, 4), "l4", 3), ((3, 2), "l2", 2)]
-_ASYMMETRIC_CASES_FULL = _ASYMMETRIC_CASES + [((2, 3), "l4", 4), ((4, 4), "l4", 6), ((2, 5), "l2", 3)]
+_ASYMMETRIC_CASES_FULL = _ASYMMETRIC_CASES + [
+    ((2, 3), "l4", 4),
+    ((4, 4), "l4", 6),
+    ((2, 5), "l2", 3),
+]
 
 
 def _asymmetric_cases(config: VerifyConfig):

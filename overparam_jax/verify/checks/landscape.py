@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,7 +24,7 @@ def _hessian_at_zero(depth: int, seed: int, hessian=jax.hessian) -> np.ndarray:
     dims = (3,) + (3,) * (depth - 1) + (2,)
     zeros = tuple(jnp.zeros((dims[j + 1], dims[j]), jnp.float64) for j in range(depth))
     flat, unravel = jax.flatten_util.ravel_pytree(zeros)
-    H = hessian(lambda v: phi(unravel(v)))(flat)
+    H = jax.jit(hessian(lambda v: phi(unravel(v))))(flat)
     return np.asarray(H)
 
 

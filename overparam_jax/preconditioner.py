@@ -199,6 +199,12 @@ def _padded(sigma: jax.Array, n: int) -> jax.Array:
 @jax.jit
 def _apply_core(W_e: jax.Array, G: jax.Array, N: jax.Array) -> jax.Array:
     d_N, d_0 = W_e.shape
+    if d_N == 1 or d_0 == 1:
+        # A single row (or column): the rank-one closed form, O(d) instead of a full SVD
+        # with a d x d factor. P_W is symmetric under transposition, so d_0 = 1 is the same.
+        w, g = (W_e, G) if d_N == 1 else (W_e.T, G.T)
+        P = -_single_output_core(w, g, N)
+        return jnp.where(N == 1, G, P if d_N == 1 else P.T)
     U, sigma, Vt = jnp.linalg.svd(W_e, full_matrices=True)
     Lam = _eigenvalue_grid(_padded(sigma, d_N), _padded(sigma, d_0), N)
     P = U @ (Lam * (U.T @ G @ Vt.T)) @ Vt
@@ -223,6 +229,8 @@ def preconditioner_apply(W_e: jax.Array, G: jax.Array, depth: float | jax.Array)
     ``d_0 x d_0``) and :math:`\Lambda` of :func:`preconditioner_eigenvalues`. This is
     :math:`P_W` only: it is PSD, and the velocity is :math:`-P_W(\nabla\ell) - \lambda N W`
     (see :func:`end_to_end_field`).
+    A single row or column (``d_N = 1`` or ``d_0 = 1``) uses the equivalent rank-one form
+    :math:`\|w\|^{2-2/N}(G + (N-1)\,\mathrm{Pr}_w G)` instead (no ``d x d`` SVD factor).
 
     Args:
         W_e: the end-to-end matrix ``(d_N, d_0)``, any rank (``W_e = 0`` included).
@@ -264,7 +272,8 @@ def preconditioner_eigenvalues(W_e: jax.Array, depth: float | jax.Array) -> jax.
 
     .. math:: \Lambda_{rs} = \sum_{j=1}^N \sigma_r^{\frac{2(j-1)}{N}} \sigma_s^{\frac{2(N-j)}{N}}
               = \begin{cases}
-                \dfrac{\sigma_r^2 - \sigma_s^2}{\sigma_r^{2/N} - \sigma_s^{2/N}} & \sigma_r \ne \sigma_s \\
+                \dfrac{\sigma_r^2 - \sigma_s^2}{\sigma_r^{2/N} - \sigma_s^{2/N}}
+                    & \sigma_r \ne \sigma_s \\
                 N \sigma^{2(N-1)/N} & \sigma_r = \sigma_s = \sigma
                 \end{cases}
 
@@ -544,10 +553,11 @@ def _require_differentiable_domain(W_e: jax.Array) -> None:
     tol = np.sqrt(np.finfo(np.dtype(W_e.dtype)).eps) * max(float(sigma[0]), np.finfo(float).tiny)
     gaps = -np.diff(sigma)
     if sigma[-1] <= tol or (gaps.size and gaps.min() <= tol):
+        found = np.array2string(sigma, precision=3)
         raise ValueError(
             "`W_e` must have full rank and distinct singular values (relative gaps above "
             f"sqrt(eps) = {tol / max(float(sigma[0]), np.finfo(float).tiny):.1e}) to differentiate "
-            f"P_W through its SVD, but its singular values are {np.array2string(sigma, precision=3)}."
+            f"P_W through its SVD, but its singular values are {found}."
         )
 
 

@@ -72,12 +72,12 @@ def eigenvalue(sigma_r, sigma_s, N):
     """
     if float(N).is_integer():
         N = int(N)
-        return float(
-            sum(sigma_r ** (2 * (j - 1) / N) * sigma_s ** (2 * (N - j) / N) for j in range(1, N + 1))
-        )
+        terms = [sigma_r ** (2 * (j - 1) / N) * sigma_s ** (2 * (N - j) / N)
+                 for j in range(1, N + 1)]
+        return float(sum(terms))
     with decimal.localcontext() as ctx:
         ctx.prec = 50
-        r, s, n = decimal.Decimal(float(sigma_r)), decimal.Decimal(float(sigma_s)), decimal.Decimal(float(N))
+        r, s, n = (decimal.Decimal(float(x)) for x in (sigma_r, sigma_s, N))
 
         def power(x, q):
             return decimal.Decimal(0) if x == 0 else (q * x.ln()).exp()

@@ -65,11 +65,61 @@ def _add_reproduce_parsers(sub: argparse._SubParsersAction) -> None:
     cnn.add_argument("--no-progress", action="store_true", help="no progress bar")
     cnn.set_defaults(handler=_cmd_reproduce_cnn)
 
+    acc = rsub.add_parser(
+        "acceleration",
+        help="E1: acceleration by depth, GD on depth-1/2/3 linear networks, UCI gas-sensor data",
+        description="Full-batch GD (float32) on the standardized gas-sensor Ethanol data with l2 "
+        "and l4 losses: depths 1-3 (and 4-8) of hidden width 1 at one learning rate chosen by a "
+        "recorded pilot protocol, AdaGrad/AdaDelta/Adam baselines and the discrete end-to-end "
+        "update (ACH18); write acceleration_results.json, acceleration_*.png and "
+        "acceleration_summary.md.",
+    )
+    acc.add_argument("--quick", action="store_true",
+                     help="a small smoke run (1000 steps, 2 seeds, short pilots)")
+    acc.add_argument("--steps", type=int, metavar="N", help="GD iterations per run (default 10^6)")
+    acc.add_argument("--seeds", type=int, metavar="S", help="number of seeds of the main depths (default 5)")
+    acc.add_argument("--out", default="out/acceleration", metavar="DIR",
+                     help="output folder (default out/acceleration)")
+    acc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    acc.set_defaults(handler=_cmd_reproduce_acceleration)
+
+    init = rsub.add_parser(
+        "init",
+        help="E2: balanced vs layer-wise Gaussian init across depths 3 and 8 (ACGH19)",
+        description="Full-batch GD on the whitened gas-sensor Ethanol data (||Phi||_F = 1): "
+        "depths 3 and 8, hidden width 32, balanced and layer-wise Gaussian inits over a log grid "
+        "of stds, each at its best learning rate from a log grid 1e-4..1; iterations until the "
+        "loss is within 1e-5 of the optimum (cap 10^6); write init_results.json, init_*.png and "
+        "init_summary.md.",
+    )
+    init.add_argument("--quick", action="store_true",
+                      help="a smoke run (5 stds, 4 learning rates, cap 20000 steps)")
+    init.add_argument("--steps", type=int, metavar="N", help="the iteration cap (default 10^6)")
+    init.add_argument("--seeds", type=int, metavar="S", help="number of seeds (default 1)")
+    init.add_argument("--out", default="out/init", metavar="DIR", help="output folder (default out/init)")
+    init.add_argument("--no-progress", action="store_true", help="no progress bar")
+    init.set_defaults(handler=_cmd_reproduce_init)
+
+
+def _enable_compilation_cache(jax) -> None:
+    """Keep compiled XLA programs on disk between runs (``$OVERPARAM_JAX_CACHE/xla``, by
+    default ``~/.cache/overparam_jax/xla``): the checks are compile-bound, so a second
+    ``verify`` is several times faster. ``OVERPARAM_JAX_NO_XLA_CACHE=1`` turns it off."""
+    import os
+
+    from overparam_jax.datasets import _cache_root
+
+    if os.environ.get("OVERPARAM_JAX_NO_XLA_CACHE"):
+        return
+    jax.config.update("jax_compilation_cache_dir", str(_cache_root() / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)  # theorem checks run in float64 (STYLE.md)
+    _enable_compilation_cache(jax)
     from overparam_jax.verify import VerifyConfig, all_checks, get_check, run_check
     from overparam_jax.verify.report import (
         format_table,
@@ -157,6 +207,109 @@ def _cmd_reproduce_cnn(args: argparse.Namespace) -> int:
     print(f"overparameterization adds {extra:,} parameters (+{100 * ratio:.1f} %)")
     paths: dict = {}
     _write_or_fail(lambda: paths.update(cnn_mnist.write_outputs(result, args.out)), args.out)
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_reproduce_acceleration(args: argparse.Namespace) -> int:
+    from overparam_jax.experiments import acceleration
+
+    for flag, value in (("--steps", args.steps), ("--seeds", args.seeds)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be a positive integer, got {value}")
+    config = acceleration.quick_config() if args.quick else acceleration.AccelerationConfig()
+    if args.steps is not None:
+        config = acceleration.with_steps(config, args.steps)
+    if args.seeds is not None:
+        config = config._replace(
+            seeds=tuple(range(args.seeds)), extra_seeds=min(config.extra_seeds, args.seeds),
+            baseline_seeds=min(config.baseline_seeds, args.seeds),
+        )
+    try:
+        acceleration.validate_config(config)
+    except (TypeError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+    bar, stage = None, None
+
+    def progress(p: acceleration.Progress) -> None:
+        nonlocal bar, stage
+        if p.stage != stage:
+            from tqdm import tqdm
+
+            if bar is not None:
+                bar.close()
+            bar, stage = tqdm(total=p.total, desc=p.stage, unit="step", file=sys.stderr,
+                              dynamic_ncols=True), p.stage
+        bar.update(p.done - bar.n)
+
+    try:
+        result = acceleration.run_acceleration_experiment(
+            config, progress=None if args.no_progress else progress
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    for name, rec in result.protocol.items():
+        print(f"{name}: lr (every depth) {rec['lr_gd']:g}, linear model's largest stable lr "
+              f"{rec['lr_linear']:g}")
+    for claim in acceleration.result_to_dict(result)["claims"].values():
+        print(f"{'HOLDS' if claim['holds'] else 'DOES NOT HOLD'}: {claim['statement']}")
+    print(f"wall time {result.seconds['total']:.0f} s")
+    paths: dict = {}
+    _write_or_fail(lambda: paths.update(acceleration.write_outputs(result, args.out)), args.out)
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_reproduce_init(args: argparse.Namespace) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # margins in float64; GD runs in float32 (config)
+    from overparam_jax.experiments import init_robustness
+
+    for flag, value in (("--steps", args.steps), ("--seeds", args.seeds)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be a positive integer, got {value}")
+    config = init_robustness.quick_config() if args.quick else init_robustness.InitConfig()
+    if args.steps is not None:
+        config = config._replace(max_steps=args.steps, fine_steps=min(config.fine_steps, args.steps))
+    if args.seeds is not None:
+        config = config._replace(seeds=tuple(range(args.seeds)))
+    try:
+        init_robustness.validate_config(config)
+    except (TypeError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+    bars: dict = {}
+
+    def progress(p: init_robustness.InitProgress) -> None:
+        if args.no_progress:
+            return
+        if p.depth not in bars:
+            from tqdm import tqdm
+
+            for bar in bars.values():
+                bar.close()
+            bars[p.depth] = tqdm(total=p.max_steps, desc=f"depth {p.depth}", unit="step",
+                                 file=sys.stderr, dynamic_ncols=True)
+        bars[p.depth].update(p.step - bars[p.depth].n)
+        bars[p.depth].set_postfix({"open runs": f"{p.active}/{p.total}"}, refresh=False)
+
+    try:
+        result = init_robustness.run_init_experiment(config, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    counts = init_robustness.result_to_dict(result)
+    for depth, d in counts["depths"].items():
+        for init, c in d["converged_stds"].items():
+            print(f"depth {depth} {init:9s}: converged at {c['all_seeds']} of {c['of']} stds")
+    print(f"wall time {result.seconds:.0f} s")
+    paths: dict = {}
+    _write_or_fail(lambda: paths.update(init_robustness.write_outputs(result, args.out)), args.out)
     for path in paths.values():
         print(f"wrote {path}")
     return 0

@@ -40,4 +40,5 @@ def _no_network_data(monkeypatch, tmp_path):
     """Tests never download: point the data cache at an empty temp dir."""
     monkeypatch.setenv("OVERPARAM_JAX_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("OVERPARAM_JAX_DATA", raising=False)
+    monkeypatch.setenv("OVERPARAM_JAX_NO_XLA_CACHE", "1")  # the CLI's disk cache is global state
     os.environ.setdefault("OVERPARAM_JAX_SMOKE", "1")

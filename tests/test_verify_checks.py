@@ -64,7 +64,7 @@ def test_no_margin_check_fails_when_target_has_no_negative_eigenvalue(monkeypatc
     from overparam_jax.verify.checks import convergence
 
     monkeypatch.setattr(convergence, "_symmetric_target_with_negative_eigenvalue",
-                        lambda key, d=3: jnp.diag(jnp.array([1.0, 0.5, 0.25])))
+                        lambda rng, d=3: jnp.diag(jnp.array([1.0, 0.5, 0.25])))
     assert not run_check(get_check("no-margin-stalls"), VerifyConfig()).passed
 
 

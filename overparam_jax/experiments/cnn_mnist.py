@@ -86,6 +86,7 @@ import numpy as np
 import optax
 
 from overparam_jax.datasets import MNIST
+from overparam_jax.results import json_safe
 
 __all__ = [
     "CNNConfig",
@@ -795,17 +796,6 @@ def loss_figure(result: CNNResult):
     return fig
 
 
-def _json_safe(x: Any) -> Any:
-    """Non-finite floats (a diverged run, an undefined rate) become ``None``: strict JSON."""
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def result_to_dict(result: CNNResult) -> dict[str, Any]:
     """Everything as JSON-ready Python objects: config, every step's losses, accuracies.
 
@@ -826,7 +816,7 @@ def result_to_dict(result: CNNResult) -> dict[str, Any]:
             "steps_per_second": r.steps_per_second,
         }
 
-    return _json_safe({
+    return json_safe({
         "experiment": "E3 cnn_mnist",
         "config": result.config._asdict(),
         "train_size": result.train_size,

@@ -20,10 +20,15 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from overparam_jax.results import json_safe
 
 __all__ = [
     "Check",
+    "check_rng",
     "CheckResult",
     "Measurement",
     "VerifyConfig",
@@ -91,6 +96,21 @@ class Check:
     threshold: float
     relation: str
     fn: Callable[..., Measurement]
+
+
+def check_rng(config: VerifyConfig, stream: int) -> np.random.Generator:
+    """The NumPy generator for one check's problem data: ``default_rng([seed, stream])``.
+
+    Problem data are sampled on the host: ``jax.random`` compiles a PRNG kernel for every
+    new shape, and those compiles dominated the run time of ``verify``. Library sampling
+    functions under test (``init_balanced``, ``init_gaussian``) still take JAX keys.
+    """
+    return np.random.default_rng([config.seed, stream])
+
+
+def normal(rng: np.random.Generator, shape: tuple[int, ...], scale: float = 1.0) -> jax.Array:
+    """Gaussian float64 array of ``shape`` from ``rng``, times ``scale``."""
+    return jnp.asarray(scale * rng.standard_normal(shape), jnp.float64)
 
 
 _REGISTRY: dict[str, Check] = {}

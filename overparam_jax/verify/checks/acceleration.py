@@ -56,7 +56,7 @@ def check_lp_acceleration(config: VerifyConfig, *, update=end_to_end_descent) ->
     optimum = float(loss(jnp.array([[1.0, 0.1]], jnp.float64)))  # w* = (1, 0.1)
     w0 = jnp.array([[0.5, 0.05]], jnp.float64)
     learning_rates = jnp.logspace(-3, 0.5, 15)
-    num_steps = 100_000
+    num_steps = 60_000  # GD, the slowest, needs ~49k
     run = lambda N, lr: update(loss, w0, depth=N, learning_rate=lr, num_steps=num_steps, save_every=100)
     traj = jax.jit(jax.vmap(jax.vmap(run, (None, 0)), (0, None)))(jnp.asarray(_DEPTHS), learning_rates)
     iterations = _iterations_to_target(traj, optimum, 1e-8)  # (depth, lr)

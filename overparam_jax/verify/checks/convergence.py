@@ -27,19 +27,16 @@ from overparam_jax.theory import (
     theorem1_loss_bound,
     wilson_interval,
 )
-from overparam_jax.verify.registry import Measurement, VerifyConfig, register
+from overparam_jax.verify.registry import Measurement, VerifyConfig, check_rng, normal, register
 
 
-def _target_with_margin(key, d_out: int, d_in: int, *, margin_fraction: float = 0.5):
-    """A target Φ with ||Φ||_F = 1 and an end-to-end init at deficiency margin
-    c = margin_fraction · σ_min(Φ): W_e = Φ + Δ with ||Δ||_F = σ_min(Φ) − c."""
-    k_phi, k_dir = jax.random.split(key)
-    Phi = jax.random.normal(k_phi, (d_out, d_in), jnp.float64)
+def _target_with_margin(rng, d_out: int, d_in: int, *, margin_fraction: float = 0.5):
+    """A target Φ with ||Φ||_F = 1 and the distance ``σ_min(Φ) − c`` at which an end-to-end
+    matrix has deficiency margin c = margin_fraction · σ_min(Φ) (ACGH19 Def. 2)."""
+    Phi = normal(rng, (d_out, d_in))
     Phi = Phi / jnp.linalg.norm(Phi)
-    sigma_min = jnp.linalg.svd(Phi, compute_uv=False)[-1]
-    direction = jax.random.normal(k_dir, (d_out, d_in), jnp.float64)
-    W_e = Phi + (1 - margin_fraction) * sigma_min * direction / jnp.linalg.norm(direction)
-    return Phi, W_e
+    sigma_min = float(jnp.linalg.svd(Phi, compute_uv=False)[-1])
+    return Phi, (1 - margin_fraction) * sigma_min
 
 
 def _unbalance(params, delta):
@@ -66,12 +63,13 @@ def check_theorem1(config: VerifyConfig, *, descend=gradient_descent) -> Measure
     num_steps, seeds = (20000, 16) if config.full else (4000, 8)
     worst, rows = -np.inf, []
     for depth, dims in _THEOREM1_CASES:
-        keys = jax.random.split(jax.random.key(config.seed + 100 + depth), seeds)
-        Phi, W_e = _target_with_margin(keys[0], dims[-1], dims[0])
+        rng = check_rng(config, 100 + depth)
+        Phi, distance = _target_with_margin(rng, dims[-1], dims[0])
         loss = functools.partial(whitened_l2_loss, Phi=Phi)
-        c = float(deficiency_margin(W_e, Phi))
+        directions = normal(rng, (seeds,) + Phi.shape)  # W_e = Φ + distance · direction / ||direction||
+        c = float(jnp.linalg.svd(Phi, compute_uv=False)[-1]) - distance
         cond = theorem1_conditions(c, 1.0, depth)
-        batch = _theorem1_inits(keys, Phi, float(jnp.linalg.norm(W_e - Phi)), dims, cond.delta_max)
+        batch = _theorem1_inits(directions, Phi, distance, dims, cond.delta_max)
         etas = jnp.concatenate([jnp.full(seeds, cond.eta_max), cond.eta_max * _BEYOND_FACTORS])
         batch = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], len(_BEYOND_FACTORS), 0)]), batch)
         traj = jax.vmap(lambda p, e: descend(loss, p, learning_rate=e, num_steps=num_steps))(batch, etas)
@@ -98,16 +96,15 @@ _BEYOND_FACTORS = 10.0 ** jnp.arange(1, 8)
 
 
 @functools.partial(jax.jit, static_argnums=(3,))
-def _theorem1_inits(keys, Phi, distance, dims, delta):
-    """Per seed: W_e at the given distance from Φ in a random direction, balanced-factorized,
-    then unbalanced to exactly δ."""
+def _theorem1_inits(directions, Phi, distance, dims, delta):
+    """Per direction: W_e at ``distance`` from Φ along it, balanced-factorized, then
+    unbalanced to exactly δ."""
 
-    def one(key):
-        direction = jax.random.normal(key, Phi.shape, Phi.dtype)
+    def one(direction):
         W_e = Phi + distance * direction / jnp.linalg.norm(direction)
         return _unbalance(balanced_factorization(W_e, dims), delta)
 
-    return jax.vmap(one)(keys)
+    return jax.vmap(one)(directions)
 
 
 def _beyond_the_bound(traj, seeds, cond, margin, depth, num_steps):
@@ -122,9 +119,9 @@ def _beyond_the_bound(traj, seeds, cond, margin, depth, num_steps):
     return out
 
 
-def _symmetric_target_with_negative_eigenvalue(key, d: int = 3):
+def _symmetric_target_with_negative_eigenvalue(rng, d: int = 3):
     """Φ = Q diag(1, .., 1, −1) Q^T: symmetric, one eigenvalue −1 (ACGH19 Claim 5)."""
-    Q, _ = jnp.linalg.qr(jax.random.normal(key, (d, d), jnp.float64))
+    Q, _ = jnp.linalg.qr(normal(rng, (d, d)))
     eigenvalues = jnp.ones(d, jnp.float64).at[-1].set(-1.0)
     return Q @ jnp.diag(eigenvalues) @ Q.T
 
@@ -139,7 +136,7 @@ def _symmetric_target_with_negative_eigenvalue(key, d: int = 3):
     relation=">=",
 )
 def check_no_margin(config: VerifyConfig, *, descend=gradient_descent) -> Measurement:
-    Phi = _symmetric_target_with_negative_eigenvalue(jax.random.key(config.seed + 200))
+    Phi = _symmetric_target_with_negative_eigenvalue(check_rng(config, 200))
     loss = functools.partial(whitened_l2_loss, Phi=Phi)
     plateau = 0.5  # ½ λ_neg², attained by W_e = the PSD part of Φ
     ratios, finals, symmetry = [], [], []
@@ -161,9 +158,10 @@ def check_no_margin(config: VerifyConfig, *, descend=gradient_descent) -> Measur
     threshold=1e-10,
 )
 def check_margin_converges(config: VerifyConfig, *, descend=gradient_descent) -> Measurement:
-    Phi = _symmetric_target_with_negative_eigenvalue(jax.random.key(config.seed + 200))
+    rng = check_rng(config, 200)
+    Phi = _symmetric_target_with_negative_eigenvalue(rng)
     loss = functools.partial(whitened_l2_loss, Phi=Phi)
-    direction = jax.random.normal(jax.random.key(config.seed + 201), (3, 3), jnp.float64)
+    direction = normal(rng, (3, 3))
     W_e = Phi + 0.5 * direction / jnp.linalg.norm(direction)  # σ_min(Φ) = 1: margin 1/2
     worst = 0.0
     for depth in (2, 3):
@@ -229,8 +227,8 @@ def check_margin_probability(config: VerifyConfig, *, descend=gradient_descent) 
     num = 40000 if config.full else 10000
     results = {}
     for init, d_in, width, std in (("balanced", 100, 1, 1.0 / (np.sqrt(100) * 100)), ("gaussian", 20, 20, 0.01)):
-        key_phi, key_init = jax.random.split(jax.random.key(config.seed + 300 + d_in))
-        Phi = jax.random.normal(key_phi, (1, d_in), jnp.float64)
+        key_init = jax.random.key(config.seed + 300 + d_in)  # the library inits take JAX keys
+        Phi = normal(check_rng(config, 300 + d_in), (1, d_in))
         Phi = Phi / jnp.linalg.norm(Phi)
         dims = (d_in, width, width, 1)
         sample = init_balanced if init == "balanced" else init_gaussian
@@ -274,9 +272,10 @@ def _convergence_fraction(Phi, inits, margin, descend, subsample: int = 256, num
     threshold=1e-8,
 )
 def check_gf_corollary(config: VerifyConfig, *, flow=gradient_flow) -> Measurement:
-    Phi = _symmetric_target_with_negative_eigenvalue(jax.random.key(config.seed + 200))
+    rng = check_rng(config, 200)
+    Phi = _symmetric_target_with_negative_eigenvalue(rng)
     loss = functools.partial(whitened_l2_loss, Phi=Phi)
-    direction = jax.random.normal(jax.random.key(config.seed + 400), (3, 3), jnp.float64)
+    direction = normal(rng, (3, 3))
     W_e = Phi + 0.9 * direction / jnp.linalg.norm(direction)  # ℓ(0) = 0.405 < ½ σ_min² = 0.5
     worst, stalled = 0.0, []
     for depth in (2, 3):

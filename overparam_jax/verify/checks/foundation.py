@@ -14,7 +14,7 @@ from overparam_jax.networks import (
     end_to_end,
     layer_gradients,
 )
-from overparam_jax.verify.registry import Measurement, VerifyConfig, register
+from overparam_jax.verify.registry import Measurement, VerifyConfig, check_rng, normal, register
 
 # (dims) cases: square, non-square, d_N = 1, hidden widths between min(d_0, d_N) and max.
 _FACTORIZATION_DIMS = [
@@ -45,10 +45,10 @@ def check_balanced_factorization(
         scale = jnp.linalg.norm(A)
         return jnp.linalg.norm(end_to_end(params) - A) / scale, balancedness(params) / scale
 
-    keys = jax.random.split(jax.random.key(config.seed), len(_FACTORIZATION_DIMS))
+    rng = check_rng(config, 0)
     worst_product, worst_balance = 0.0, 0.0
-    for key, dims in zip(keys, _FACTORIZATION_DIMS):
-        product, balance = errors(jax.random.normal(key, (dims[-1], dims[0]), jnp.float64), dims)
+    for dims in _FACTORIZATION_DIMS:
+        product, balance = errors(normal(rng, (dims[-1], dims[0])), dims)
         worst_product, worst_balance = max(worst_product, float(product)), max(worst_balance, float(balance))
     return Measurement(
         max(worst_product, worst_balance),
@@ -73,15 +73,10 @@ def check_layer_gradients(config: VerifyConfig, *, closed_form=layer_gradients) 
         hand = closed_form(params, jax.grad(loss_fn)(end_to_end(params)))
         return jnp.max(jnp.stack([jnp.linalg.norm(a - h) / jnp.linalg.norm(a) for a, h in zip(auto, hand)]))
 
-    key = jax.random.key(config.seed + 1)
+    rng = check_rng(config, 1)
     worst = 0.0
     for dims in [(4, 3), (5, 2, 3), (6, 4, 4, 1), (3, 5, 2, 4, 2)]:
-        key, kx, ky, *kw = jax.random.split(key, 3 + len(dims) - 1)
-        X = jax.random.normal(kx, (20, dims[0]), jnp.float64)
-        Y = jax.random.normal(ky, (20, dims[-1]), jnp.float64)
-        params = tuple(
-            jax.random.normal(k, (dims[j + 1], dims[j]), jnp.float64) / jnp.sqrt(dims[j])
-            for j, k in enumerate(kw)
-        )
+        X, Y = normal(rng, (20, dims[0])), normal(rng, (20, dims[-1]))
+        params = tuple(normal(rng, (dims[j + 1], dims[j]), 1 / dims[j] ** 0.5) for j in range(len(dims) - 1))
         worst = max(worst, float(gap(params, X, Y)))
     return Measurement(worst, {"loss": "l4"})

@@ -12,14 +12,13 @@ import numpy as np
 
 from overparam_jax.losses import lp_loss, overparameterized
 from overparam_jax.networks import balancedness, init_gaussian, init_identity
-from overparam_jax.verify.registry import Measurement, VerifyConfig, register
+from overparam_jax.verify.registry import Measurement, VerifyConfig, check_rng, normal, register
 
 
-def _hessian_at_zero(depth: int, seed: int, hessian=jax.hessian) -> np.ndarray:
+def _hessian_at_zero(depth: int, config: VerifyConfig, hessian=jax.hessian) -> np.ndarray:
     """The Hessian of φ at all-zero weights (dims 3 → 3 → ... → 2, ℓ2 loss), as a matrix."""
-    kx, ky = jax.random.split(jax.random.key(seed))
-    X = jax.random.normal(kx, (20, 3), jnp.float64)
-    Y = jax.random.normal(ky, (20, 2), jnp.float64)  # ∇ℓ(0) = −2 Yᵀ X / m ≠ 0
+    rng = check_rng(config, 50)
+    X, Y = normal(rng, (20, 3)), normal(rng, (20, 2))  # ∇ℓ(0) = −2 Yᵀ X / m ≠ 0
     phi = overparameterized(functools.partial(lp_loss, X=X, Y=Y, p=2.0))
     dims = (3,) + (3,) * (depth - 1) + (2,)
     zeros = tuple(jnp.zeros((dims[j + 1], dims[j]), jnp.float64) for j in range(depth))
@@ -36,7 +35,7 @@ def _hessian_at_zero(depth: int, seed: int, hessian=jax.hessian) -> np.ndarray:
     threshold=-1e-3,
 )
 def check_strict_saddle(config: VerifyConfig, *, hessian=jax.hessian) -> Measurement:
-    H = _hessian_at_zero(2, config.seed + 500, hessian)
+    H = _hessian_at_zero(2, config, hessian)
     eigenvalues = np.linalg.eigvalsh((H + H.T) / 2)
     scale = float(np.linalg.norm(H))
     return Measurement(float(eigenvalues[0]) / scale, {"lambda_min": float(eigenvalues[0]),
@@ -50,7 +49,7 @@ def check_strict_saddle(config: VerifyConfig, *, hessian=jax.hessian) -> Measure
     threshold=1e-12,
 )
 def check_non_strict_saddle(config: VerifyConfig, *, hessian=jax.hessian) -> Measurement:
-    worst = max(float(np.max(np.abs(_hessian_at_zero(d, config.seed + 500, hessian)))) for d in (3, 4))
+    worst = max(float(np.max(np.abs(_hessian_at_zero(d, config, hessian)))) for d in (3, 4))
     return Measurement(worst, {"depths": [3, 4]})
 
 

@@ -11,16 +11,21 @@ import numpy as np
 
 from overparam_jax.dynamics import end_to_end_descent, gradient_descent, gradient_flow
 from overparam_jax.losses import lp_loss, overparameterized, whitened_l2_loss
-from overparam_jax.networks import end_to_end, init_balanced, init_gaussian
-from overparam_jax.verify.registry import Measurement, VerifyConfig, register
+from overparam_jax.networks import balanced_factorization, end_to_end
+from overparam_jax.verify.registry import Measurement, VerifyConfig, check_rng, normal, register
 
 
-def _planted_l4(seed: int, d_in: int = 5, d_out: int = 2, m: int = 40):
+def _planted_l4(config: VerifyConfig, d_in: int = 5, d_out: int = 2, m: int = 40):
     """ℓ4 regression with small inputs (non-stiff flow: gradients O(1))."""
-    kx, kw = jax.random.split(jax.random.key(seed))
-    X = 0.4 * jax.random.normal(kx, (m, d_in), jnp.float64)
-    Y = 0.5 * X @ jax.random.normal(kw, (d_in, d_out), jnp.float64)
+    rng = check_rng(config, 10)
+    X = normal(rng, (m, d_in), 0.4)
+    Y = 0.5 * X @ normal(rng, (d_in, d_out))
     return functools.partial(lp_loss, X=X, Y=Y, p=4.0)
+
+
+def _balanced(config: VerifyConfig, stream: int, dims, std: float):
+    """ACGH19's balanced init (Gaussian end-to-end matrix, then Procedure 1), host-sampled."""
+    return balanced_factorization(normal(check_rng(config, stream), (dims[-1], dims[0]), std), dims)
 
 
 def _slope(xs, ys) -> float:
@@ -45,8 +50,9 @@ def _log_log_plot(xs, ys, xlabel, ylabel, slope):
     threshold=1e-10,
 )
 def check_gd_balance_identity(config: VerifyConfig, *, descend=gradient_descent) -> Measurement:
-    loss = _planted_l4(config.seed)
-    params = init_gaussian(jax.random.key(config.seed + 1), (5, 4, 3, 2), std=0.6, dtype=jnp.float64)
+    loss = _planted_l4(config)
+    rng, dims = check_rng(config, 11), (5, 4, 3, 2)
+    params = tuple(normal(rng, (dims[j + 1], dims[j]), 0.6) for j in range(3))
     eta = 0.05
     after = descend(loss, params, learning_rate=eta, num_steps=1).final
     grads = jax.grad(overparameterized(loss))(params)
@@ -65,13 +71,31 @@ def check_gd_balance_identity(config: VerifyConfig, *, descend=gradient_descent)
     threshold=0.2,
 )
 def check_gd_balance_drift(config: VerifyConfig, *, descend=gradient_descent) -> Measurement:
-    loss = _planted_l4(config.seed)
-    params = init_balanced(jax.random.key(config.seed + 2), (5, 4, 4, 2), std=0.8, dtype=jnp.float64)
+    loss = _planted_l4(config)
+    params = _balanced(config, 12, (5, 4, 4, 2), 0.8)
     etas = [0.02, 0.01, 0.005, 0.0025]
-    drifts = [float(descend(loss, params, learning_rate=e, num_steps=round(1.0 / e)).balancedness[-1]) for e in etas]
+    traj = _at_time_one(descend, loss, params, etas)
+    drifts = [float(traj.balancedness[i, k[-1]]) for i, k in enumerate(_record_indices(etas))]
     slope = _slope(etas, drifts)
     return Measurement(abs(slope - 1.0), {"slope": slope, "etas": etas, "drifts": drifts, "T": 1.0},
                        _log_log_plot(etas, drifts, "learning rate η", "balancedness at T = 1", slope))
+
+
+_TIMES = np.arange(1, 11) / 10  # compare runs at t = 0.1, 0.2, ..., 1
+
+
+def _record_indices(etas) -> list[np.ndarray]:
+    """For each η, the record indices at the times ``_TIMES`` of a run from :func:`_at_time_one`."""
+    return [np.round(_TIMES * 10 * max(etas) / e).astype(int) for e in etas]
+
+
+def _at_time_one(descend, loss, params, etas, **kwargs):
+    """One vmapped run over ``etas`` (one compile), long enough for the smallest η to reach
+    T = η t = 1, recorded every 0.1/max(η) steps (every η passes t = 0.1, ..., 1 on a record)."""
+    save_every = round(0.1 / max(etas))
+    num_steps = round(1.0 / min(etas))
+    run = lambda e: descend(loss, params, learning_rate=e, num_steps=num_steps, save_every=save_every, **kwargs)
+    return jax.vmap(run)(jnp.asarray(etas, jnp.float64))
 
 
 @register(
@@ -81,9 +105,9 @@ def check_gd_balance_drift(config: VerifyConfig, *, descend=gradient_descent) ->
     threshold=1e-9,
 )
 def check_gf_balance(config: VerifyConfig, *, flow=gradient_flow) -> Measurement:
-    Phi = jax.random.normal(jax.random.key(config.seed + 3), (3, 4), jnp.float64) / 2
+    Phi = normal(check_rng(config, 13), (3, 4), 0.5)
     loss = functools.partial(whitened_l2_loss, Phi=Phi)
-    params = init_balanced(jax.random.key(config.seed + 4), (4, 4, 4, 3), std=0.3, dtype=jnp.float64)
+    params = _balanced(config, 14, (4, 4, 4, 3), 0.3)
     traj = flow(loss, params, t_final=4.0, dt=0.005, save_every=50)
     scale = max(float(jnp.linalg.norm(W) ** 2) for W in traj.final)
     drift = np.asarray(traj.balancedness) / scale
@@ -96,9 +120,9 @@ def check_gf_balance(config: VerifyConfig, *, flow=gradient_flow) -> Measurement
     return Measurement(float(drift.max()), {"loss_start": float(traj.loss[0]), "loss_end": float(traj.loss[-1])}, plot)
 
 
-def _depth_one_flow_errors(method, dts, seed, flow):
-    Phi = jax.random.normal(jax.random.key(seed), (3, 4), jnp.float64)
-    W0 = jax.random.normal(jax.random.key(seed + 1), (3, 4), jnp.float64)
+def _depth_one_flow_errors(method, dts, config, flow):
+    rng = check_rng(config, 15)
+    Phi, W0 = normal(rng, (3, 4)), normal(rng, (3, 4))
     loss = functools.partial(whitened_l2_loss, Phi=Phi)
     exact = Phi + (W0 - Phi) * np.exp(-1.0)  # W(t) = Φ + (W(0) − Φ) e^{−t}
     return [float(jnp.linalg.norm(flow(loss, (W0,), t_final=1.0, dt=dt, method=method).final[0] - exact)) for dt in dts]
@@ -112,7 +136,7 @@ def _register_order_check(method: str, order: float, tolerance: float, dts: list
         threshold=tolerance,
     )
     def check(config: VerifyConfig, *, flow=gradient_flow) -> Measurement:
-        errors = _depth_one_flow_errors(method, dts, config.seed + 5, flow)
+        errors = _depth_one_flow_errors(method, dts, config, flow)
         slope = _slope(dts, errors)
         return Measurement(abs(slope - order), {"slope": slope, "dts": dts, "errors": errors},
                            _log_log_plot(dts, errors, "dt", "error at t = 1", slope))
@@ -131,12 +155,12 @@ check_rk4_order = _register_order_check("rk4", 4.0, 0.3, [0.2, 0.1, 0.05, 0.025]
     threshold=0.2,
 )
 def check_gd_tracks_gf(config: VerifyConfig, *, descend=gradient_descent) -> Measurement:
-    loss = _planted_l4(config.seed)
-    params = init_balanced(jax.random.key(config.seed + 6), (5, 4, 4, 2), std=0.8, dtype=jnp.float64)
+    loss = _planted_l4(config)
+    params = _balanced(config, 16, (5, 4, 4, 2), 0.8)
     reference = end_to_end(gradient_flow(loss, params, t_final=1.0, dt=1e-3).final)
     etas = [0.004, 0.002, 0.001, 0.0005]
-    gaps = [float(jnp.linalg.norm(end_to_end(descend(loss, params, learning_rate=e, num_steps=round(1.0 / e)).final) - reference))
-            for e in etas]
+    traj = _at_time_one(descend, loss, params, etas, record_end_to_end=True)
+    gaps = [float(jnp.linalg.norm(traj.end_to_end[i, k[-1]] - reference)) for i, k in enumerate(_record_indices(etas))]
     slope = _slope(etas, gaps)
     return Measurement(abs(slope - 1.0), {"slope": slope, "etas": etas, "gaps": gaps},
                        _log_log_plot(etas, gaps, "learning rate η", "||W_e(GD) − W_e(GF)|| at T = 1", slope))
@@ -149,16 +173,14 @@ def check_gd_tracks_gf(config: VerifyConfig, *, descend=gradient_descent) -> Mea
     threshold=0.2,
 )
 def check_gd_tracks_end_to_end(config: VerifyConfig, *, end_to_end_update=end_to_end_descent) -> Measurement:
-    loss = _planted_l4(config.seed)
-    params = init_balanced(jax.random.key(config.seed + 7), (5, 4, 4, 2), std=0.8, dtype=jnp.float64)
+    loss = _planted_l4(config)
+    params = _balanced(config, 17, (5, 4, 4, 2), 0.8)
     etas = [0.004, 0.002, 0.001, 0.0005]
-    gaps = []
-    for e in etas:
-        n = round(1.0 / e)
-        net = gradient_descent(loss, params, learning_rate=e, num_steps=n, save_every=n // 10, record_end_to_end=True)
-        e2e = end_to_end_update(loss, end_to_end(params), depth=3, learning_rate=e, num_steps=n,
-                                save_every=n // 10, record_end_to_end=True)
-        gaps.append(float(jnp.max(jnp.linalg.norm(net.end_to_end - e2e.end_to_end, axis=(1, 2)))))
+    net = _at_time_one(gradient_descent, loss, params, etas, record_end_to_end=True)
+    update = functools.partial(end_to_end_update, depth=3.0)
+    e2e = _at_time_one(lambda f, W, **kw: update(f, W, **kw), loss, end_to_end(params), etas, record_end_to_end=True)
+    gaps = [float(jnp.max(jnp.linalg.norm(net.end_to_end[i, k] - e2e.end_to_end[i, k], axis=(1, 2))))
+            for i, k in enumerate(_record_indices(etas))]
     slope = _slope(etas, gaps)
     return Measurement(abs(slope - 1.0), {"slope": slope, "etas": etas, "gaps": gaps},
-                       _log_log_plot(etas, gaps, "learning rate η", "max gap ||W_e(GD) − W_e(end-to-end)||", slope))
+                       _log_log_plot(etas, gaps, "learning rate η", "max over t = 0.1..1 of ||W_e(GD) − W_e(end-to-end)||", slope))

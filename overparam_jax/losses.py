@@ -76,7 +76,11 @@ def lp_loss(
     _validate_regression(W_e, X, Y)
     if is_concrete(p) and not float(p) >= 1.0:
         raise ValueError(f"`p` must be >= 1, got {p}.")
-    residual = X @ W_e.T - Y
+    # (W_e X^T)^T is X W_e^T, but under vmap over W_e (a sweep) the batched product then
+    # comes out run-major, the layout the elementwise work after it wants; the other order
+    # makes XLA transpose an (m, runs) array forward and backward, ~3x the step time on CPU
+    # (benchmarks/RESULTS.md, "What the sweep's step costs").
+    residual = (W_e @ X.T).T - Y
     total = jnp.mean(jnp.sum(_abs_power(residual, p), axis=1))
     return total / p if divide_by_p else total
 

@@ -29,6 +29,7 @@ not divide evenly over the devices, the sweep runs on one device.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -162,6 +163,40 @@ def _initial_states(init_fn, keys, scales, depths, dims_of, dtype):
     return [one(int(d)) for d in depths]
 
 
+@functools.partial(
+    jax.jit,
+    static_argnames=("init_fn", "input_dim", "hidden_width", "output_dim", "depths", "dynamics", "dtype"),
+)
+def _grid_state(seeds, learning_rates, init_scales, weight_decay, *, init_fn, input_dim,
+                hidden_width, output_dim, depths, dynamics, dtype):
+    """The initial state and hyperparameters of every run, flattened seed-major.
+
+    One compiled program per grid shape: the inits, the depth padding and the gathers
+    would otherwise run op by op (dozens of small compiles on the first call and as many
+    dispatches on every call).
+    """
+    S, L, C, K = len(seeds), len(learning_rates), len(init_scales), len(depths)
+    D = max(depths)
+    keys = jax.vmap(jax.random.key)(seeds)
+    dims_of = lambda depth: _network_dims(input_dim, hidden_width, output_dim, depth)
+    inits = _initial_states(init_fn, keys, init_scales, depths, dims_of, dtype)  # K × (S, C, ...)
+    if dynamics == "network":
+        pad = jax.vmap(jax.vmap(lambda p: pad_to_depth(p, D, hidden_width=hidden_width)))
+        per_depth = [pad(p) for p in inits]
+    else:
+        per_depth = [jax.vmap(jax.vmap(end_to_end))(p) for p in inits]
+    grid = _stack_trees(per_depth)  # leaves (K, S, C, ...)
+    # Flatten the grid seed-major: run r = ((s * L + l) * C + c) * K + k.
+    s_idx, l_idx, c_idx, k_idx = (jnp.asarray(i.ravel()) for i in np.indices((S, L, C, K)))
+    grid = jax.tree_util.tree_map(lambda x: x[k_idx, s_idx, c_idx], grid)
+    etas = learning_rates[l_idx]
+    lam = jnp.broadcast_to(weight_decay, etas.shape)
+    if dynamics == "network":
+        return grid.params, {"eta": etas, "lam": lam, "mask": grid.mask, "pairs": grid.pairs}
+    depth = jnp.asarray(depths, dtype)[k_idx]
+    return grid, {"eta": etas, "lam": lam, "depth": depth}
+
+
 def _shard(tree: Any) -> Any:
     """Split the leading run axis over all devices when it divides evenly."""
     devices = jax.devices()
@@ -229,30 +264,13 @@ def sweep(
             "depth 1 beside deeper networks (the linear model is embedded in the padded layers)."
         )
     S, L, C, K = len(seeds), len(learning_rates), len(init_scales), len(depths)
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-    scales = jnp.asarray(init_scales, dtype)
-    dims_of = lambda depth: _network_dims(input_dim, hidden_width, output_dim, depth)
-    inits = _initial_states(init_fn, keys, scales, depths, dims_of, dtype)  # K × (S, C, ...)
-
-    if dynamics == "network":
-        pad = jax.vmap(jax.vmap(lambda p: pad_to_depth(p, D, hidden_width=hidden_width)))
-        per_depth = [pad(p) for p in inits]
-    else:
-        per_depth = [jax.vmap(jax.vmap(end_to_end))(p) for p in inits]
-    grid = _stack_trees(per_depth)  # leaves (K, S, C, ...)
-    # Flatten the grid seed-major: run r = ((s * L + l) * C + c) * K + k.
-    s_idx, l_idx, c_idx, k_idx = (jnp.asarray(i.ravel()) for i in np.indices((S, L, C, K)))
-    grid = jax.tree_util.tree_map(lambda x: x[k_idx, s_idx, c_idx], grid)
-    etas = jnp.asarray(learning_rates, dtype)[l_idx]
-    lam = jnp.full(etas.shape, weight_decay, dtype)
-    if dynamics == "network":
-        state = grid.params
-        hyper = {"eta": etas, "lam": lam, "mask": grid.mask, "pairs": grid.pairs}
-        kind = "padded_gd"
-    else:
-        state = grid
-        hyper = {"eta": etas, "lam": lam, "depth": jnp.asarray(depths, dtype)[k_idx]}
-        kind = "end_to_end"
+    state, hyper = _grid_state(
+        jnp.asarray(seeds), jnp.asarray(learning_rates, dtype), jnp.asarray(init_scales, dtype),
+        jnp.asarray(weight_decay, dtype), init_fn=init_fn, input_dim=input_dim,
+        hidden_width=hidden_width, output_dim=output_dim, depths=tuple(int(d) for d in depths),
+        dynamics=dynamics, dtype=dtype,
+    )
+    kind = "padded_gd" if dynamics == "network" else "end_to_end"
     state, hyper = _shard((state, hyper))
     traj = _simulate(kind, loss_fn, state, hyper, num_steps=num_steps, save_every=save_every,
                      record_end_to_end=record_end_to_end, progress=progress, batched=True)

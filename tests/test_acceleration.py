@@ -1,10 +1,10 @@
 """E1: acceleration by depth on the gas-sensor data (experiments/acceleration.py).
 
 One ``--quick`` run through the CLI is shared by the JSON tests. Independent references:
-ℓ2 from the moments vs ``lp_loss`` (value and gradient); every method of the combined
-baseline transformation vs the plain optax optimizer, and its end-to-end method vs the
-library's ``end_to_end_descent`` (SVD form of P_W); the linear model's stability edge
-η < 1/λ_max(XᵀX/m) for ℓ2 by NumPy.
+the first records of GD on the depth-2 network and of the end-to-end update against
+hand-written NumPy iterations (tests/references*.py); ℓ2 from the moments vs ``lp_loss``
+(value and gradient); every method of the combined baseline transformation vs the plain
+optax optimizer; the linear model's stability edge η < 1/λ_max(XᵀX/m) for ℓ2 by NumPy.
 """
 
 import functools
@@ -16,20 +16,17 @@ import numpy as np
 import optax
 import pytest
 
-from overparam_jax import (
-    end_to_end_descent,
-    init_balanced,
-    load_gas_ethanol,
-    lp_loss,
-    optax_descent,
-    pad_to_depth,
-)
+from overparam_jax import init_balanced, load_gas_ethanol, lp_loss, optax_descent, pad_to_depth
 from overparam_jax.cli import main
 from overparam_jax.experiments import acceleration as A
+from tests import references, references_preconditioner
 
 # float64 algebraic identities (moments vs residuals, two closed forms of P_W): round-off of
 # sums of ~1e3 terms of size O(1), relative.
 FLOAT64_IDENTITY_RTOL = 1e-10
+# 2(W C − B) vs 2 (XW − Y)ᵀX/m: entries are differences of sums of size |C||W| ~ 10 that
+# nearly cancel (cond(C) ~ 5e9), so a few digits more than the loss itself are lost.
+FLOAT64_GRADIENT_RTOL = 1e-8
 # The experiment trains in float32 (eps 6e-8); a loss is a mean of 2565 terms, so its
 # float32 value differs from the float64 one by ~1e-6 relative. 1e-4 leaves headroom for
 # the drift of the weights that produced it (they are re-evaluated exactly).
@@ -43,6 +40,10 @@ E2E_GAP_FRACTION_OF_DEPTH_EFFECT = 0.1
 E2E_GAP_MAX = 0.05
 # The JSON stores curves to 6 significant digits; summaries are computed before rounding.
 JSON_RTOL = 1e-5
+# The experiment's float32 runs vs float64 NumPy iterations over 100 steps from the same
+# init: each loss is a mean of 2565 float32 terms (~1e-6 relative), and the weights carry
+# float32 round-off of every step forward.
+FLOAT32_TRAJECTORY_RTOL = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,31 @@ def test_every_method_starts_from_the_same_end_to_end_matrix(quick):
         ref = first["gd_depth_1"]
         for key, values in first.items():
             np.testing.assert_allclose(values, ref[: len(values)], rtol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["l2", "l4"])
+def test_first_records_follow_hand_written_numpy_iterations(quick, name):
+    # GD on the depth-2 network and the discrete end-to-end update of depth 2, at the
+    # recorded lr, from seed 0's balanced init: 100 float64 steps by hand vs the run.
+    _, doc = quick
+    c = A.quick_config()
+    p = A.LOSSES[name]
+    lr = doc["protocol"][name]["lr_gd"]
+    X, Y = load_gas_ethanol(standardize=True)
+    init = init_balanced(jax.random.key(c.seeds[0]), (128, 1, 1), std=c.init_std, dtype=jnp.float32)
+    params = [np.asarray(W, np.float64) for W in init]
+    W_e = references.product(params)
+    k = 100 // c.save_every
+    for _ in range(k * c.save_every):
+        params = references.gd_step(params, X, Y, p, lr)
+        g = references.lp_loss_gradient(W_e, X, Y, p)
+        W_e = W_e + lr * references_preconditioner.single_output_velocity(W_e, g, 2).reshape(W_e.shape)
+    curves = doc["curves"][name]
+    np.testing.assert_allclose(curves["gd_depth_2"]["loss"][0][k],
+                               references.lp_loss(references.product(params), X, Y, p),
+                               rtol=FLOAT32_TRAJECTORY_RTOL)
+    np.testing.assert_allclose(curves["end_to_end_d2"]["loss"][0][k], references.lp_loss(W_e, X, Y, p),
+                               rtol=FLOAT32_TRAJECTORY_RTOL)
 
 
 # --------------------------------------------------------------------------------------
@@ -186,8 +212,6 @@ def test_end_to_end_update_coincides_with_the_network(quick):
             depth_effect = np.max(np.abs(net[:n] - ref[:n]) / ref[:n])
             assert gap < E2E_GAP_MAX, (name, depth)
             assert gap < E2E_GAP_FRACTION_OF_DEPTH_EFFECT * depth_effect, (name, depth, gap, depth_effect)
-        for depth, form_gap in checks["preconditioner_forms"].items():
-            assert form_gap < FLOAT64_IDENTITY_RTOL, (name, depth)  # tests run with x64
 
 
 def test_float32_losses_and_balanced_init(quick):
@@ -240,7 +264,7 @@ def test_l2_from_moments_equals_lp_loss_value_and_gradient():
         W = 0.3 * jax.random.normal(jax.random.key(seed), (1, 128), jnp.float64)
         np.testing.assert_allclose(moment(W), residual(W), rtol=FLOAT64_IDENTITY_RTOL)
         np.testing.assert_allclose(jax.grad(moment)(W), jax.grad(residual)(W),
-                                   rtol=1e-8, atol=FLOAT64_IDENTITY_RTOL)
+                                   rtol=FLOAT64_GRADIENT_RTOL, atol=FLOAT64_IDENTITY_RTOL)
 
 
 def _tiny_problem():
@@ -254,40 +278,18 @@ def _tiny_problem():
     [("gd", optax.sgd), ("adagrad", optax.adagrad), ("adadelta", optax.adadelta), ("adam", optax.adam)],
 )
 def test_baseline_transformation_is_the_plain_optax_optimizer(method, reference):
+    # Depth 3 with every layer trained (mask of ones).
     loss = _tiny_problem()
     params = init_balanced(jax.random.key(1), (5, 1, 1, 1), std=0.3)
     padded = pad_to_depth(params, 3)
     lr = 1e-2
-    combined = A.baseline_transformation(
-        jnp.asarray(A.BASELINE_METHODS.index(method)), jnp.asarray(lr), padded.mask, jnp.asarray(3.0)
-    )
+    combined = A.baseline_transformation(jnp.asarray(A.BASELINE_METHODS.index(method)), jnp.asarray(lr),
+                                         padded.mask)
     got = optax_descent(loss, params, combined, num_steps=40, save_every=10)
     want = optax_descent(loss, params, reference(lr), num_steps=40, save_every=10)
     np.testing.assert_allclose(got.loss, want.loss, rtol=FLOAT64_IDENTITY_RTOL)
     for a, b in zip(got.final, want.final):
         np.testing.assert_allclose(a, b, rtol=FLOAT64_IDENTITY_RTOL, atol=1e-14)
-
-
-@pytest.mark.parametrize("depth", [2, 3])
-def test_baseline_end_to_end_method_is_the_library_end_to_end_update(depth):
-    # The single-output closed form inside the combined transformation vs the SVD form of
-    # `end_to_end_descent`, from the same W_e, along 60 steps.
-    loss = _tiny_problem()
-    W0 = init_balanced(jax.random.key(2), (5, 1), std=0.3)
-    lr = 5e-3
-    padded = pad_to_depth(W0, 3, hidden_width=1)  # the linear-model layout of the baselines
-    combined = A.baseline_transformation(
-        jnp.asarray(A.BASELINE_METHODS.index("end_to_end")), jnp.asarray(lr), padded.mask,
-        jnp.asarray(float(depth)),
-    )
-    got = optax_descent(loss, padded.params, combined, num_steps=60, save_every=10, record_end_to_end=True)
-    want = end_to_end_descent(loss, W0[0], depth=float(depth), learning_rate=lr, num_steps=60,
-                              save_every=10, record_end_to_end=True)
-    np.testing.assert_allclose(got.end_to_end, want.end_to_end, rtol=1e-9, atol=1e-12)
-    assert float(want.loss[-1]) < 0.5 * float(want.loss[0])  # it moved
-    # The frozen identity layers did not move.
-    for W, W_init in zip(got.final[1:], padded.params[1:]):
-        np.testing.assert_array_equal(W, W_init)
 
 
 def test_with_steps_keeps_about_a_thousand_records():

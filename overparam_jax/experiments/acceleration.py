@@ -52,23 +52,21 @@ both losses, decided before the main runs and never adjusted per depth:
 
 Pilots, choices and every pilot loss are stored in the JSON (``protocol``).
 
-**Baselines in one program.** The optimizers, the reference GD and the discrete
-end-to-end update run through :func:`overparam_jax.optax_descent`, vmapped over
-runs: one ``optax.GradientTransformation`` holds AdaGrad, AdaDelta, Adam and SGD states and
-a traced index picks the update of each run (:func:`baseline_transformation`), so every
-baseline shares one compiled program and one data matmul per step. Linear-model runs are
-laid out as depth-3 networks with frozen identity layers (:func:`overparam_jax.pad_to_depth`)
-when Adam on depth 3 runs beside them; updates of frozen layers are masked to zero.
+**Baselines in one program.** The optimizers and the reference GD run through
+:func:`overparam_jax.optax_descent`, vmapped over runs: one ``optax.GradientTransformation``
+holds SGD, AdaGrad, AdaDelta and Adam states and a traced index picks the update of each
+run (:func:`baseline_transformation`), so every baseline shares one compiled program and
+one data matmul per step. Linear-model runs are laid out as depth-3 networks with frozen
+identity layers (:func:`overparam_jax.pad_to_depth`) when Adam on depth 3 runs beside them;
+updates of frozen layers are masked to zero.
 
 **Discrete end-to-end update** (THEORY.md §4): :math:`W_e \leftarrow W_e - \eta P_{W_e}
-\nabla\ell(W_e)` at the GD learning rate, for depths 2 and 3. With ``d_N = 1`` the
-preconditioner is the single-output closed form
-(:func:`overparam_jax.single_output_velocity`),
-:math:`P_w g = \|w\|^{2-2/N}(g + (N-1)\mathrm{Pr}_w g)`; the SVD form used by
-``end_to_end_descent``/``sweep(dynamics="end_to_end")`` costs a full 128×128 SVD per step
-(milliseconds on CPU, too slow for 10⁶ steps). The two forms are compared at the initial
-and final ``W_e`` of every end-to-end run (``checks.preconditioner_forms``), and the
-end-to-end loss curves against the networks' (``checks.end_to_end_vs_network``).
+\nabla\ell(W_e)` at the GD learning rate, for depths 2 and 3, from the same
+:math:`W_e(0)`, by ``sweep(dynamics="end_to_end")`` (for ``d_N = 1`` the library applies
+the rank-one closed form :math:`P_w g = \|w\|^{2-2/N}(g + (N-1)\mathrm{Pr}_w g)`). Its
+loss curves are compared with the networks' up to the first divergence of either
+(``checks.end_to_end_vs_network``); the largest balancedness along GD is recorded beside
+it, since the update assumes exact balance.
 
 **Reported.** Loss curves every ``save_every`` steps (t = 0 included) for every run; the
 loss at 10 %, 25 %, 50 % and 100 % of the run (10⁵, 2.5·10⁵, 5·10⁵, 10⁶ in full mode),
@@ -101,7 +99,6 @@ from overparam_jax.datasets import load_gas_ethanol
 from overparam_jax.dynamics import Trajectory, optax_descent
 from overparam_jax.losses import LossFn, lp_loss
 from overparam_jax.networks import end_to_end, init_balanced
-from overparam_jax.preconditioner import preconditioner_apply, single_output_velocity
 from overparam_jax.sweeps import pad_to_depth, sweep
 
 __all__ = [
@@ -126,7 +123,7 @@ __all__ = [
 
 _DTYPE = jnp.float32
 LOSSES: dict[str, float] = {"l2": 2.0, "l4": 4.0}
-BASELINE_METHODS = ("gd", "adagrad", "adadelta", "adam", "end_to_end")
+BASELINE_METHODS = ("gd", "adagrad", "adadelta", "adam")
 _OPTIMIZERS = (("adagrad", 1), ("adadelta", 1), ("adam", 1), ("adam", 3))
 _MILESTONE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
@@ -307,18 +304,13 @@ def _problems(names: Sequence[str]) -> dict[str, _Problem]:
 
 
 def baseline_transformation(
-    method: jax.Array, learning_rate: jax.Array, mask: Sequence[jax.Array], depth: jax.Array
+    method: jax.Array, learning_rate: jax.Array, mask: Sequence[jax.Array]
 ) -> optax.GradientTransformation:
-    r"""GD, AdaGrad, AdaDelta, Adam or the discrete end-to-end update, picked by ``method``.
+    r"""SGD (= GD), AdaGrad, AdaDelta or Adam (optax defaults), picked by ``method``.
 
-    ``method`` indexes :data:`BASELINE_METHODS`; it, ``learning_rate`` and ``depth`` may be
-    traced, so runs of different methods share one vmapped program. Every method's update
-    is computed and the chosen one is returned, multiplied by ``mask`` (0 on frozen layers).
-
-    ``"end_to_end"`` expects the linear-model layout (``params[0]`` is ``W_e`` and
-    ``grads[0]`` is :math:`\nabla\ell(W_e)`, the other layers frozen identities) and moves
-    ``W_e`` by :math:`-\eta P_{W_e}\nabla\ell(W_e)` for depth ``depth``, through the
-    single-output closed form (:func:`overparam_jax.single_output_velocity`).
+    ``method`` indexes :data:`BASELINE_METHODS`; it and ``learning_rate`` may be traced, so
+    runs of different methods share one vmapped program. Every method's update is computed
+    and the chosen one is returned, multiplied by ``mask`` (0 on frozen layers).
     """
     inner = (optax.sgd(learning_rate), optax.adagrad(learning_rate),
              optax.adadelta(learning_rate), optax.adam(learning_rate))
@@ -328,18 +320,15 @@ def baseline_transformation(
 
     def update(grads, state, params=None):
         results = [o.update(grads, s, params) for o, s in zip(inner, state)]
-        velocity = single_output_velocity(params[0], grads[0], depth)
-        e2e = (learning_rate * velocity,) + tuple(jnp.zeros_like(g) for g in grads[1:])
-        candidates = [u for u, _ in results] + [e2e]
-        chosen = jax.tree_util.tree_map(lambda *us: jnp.stack(us)[method], *candidates)
+        chosen = jax.tree_util.tree_map(lambda *us: jnp.stack(us)[method], *[u for u, _ in results])
         return jax.tree_util.tree_map(jnp.multiply, chosen, tuple(mask)), tuple(s for _, s in results)
 
     return optax.GradientTransformation(init, update)
 
 
 class _Spec(NamedTuple):
-    """One baseline: ``method`` of :data:`BASELINE_METHODS` on a depth-``depth`` network
-    (for ``"end_to_end"``, the depth N of the update on the linear model)."""
+    """One baseline: ``method`` on a depth-``depth`` network, or (``"end_to_end"``) the
+    discrete end-to-end update of depth ``depth``."""
 
     key: str
     method: str
@@ -347,37 +336,29 @@ class _Spec(NamedTuple):
     learning_rate: float
 
 
-def _layers(spec: _Spec) -> int:
-    return 1 if spec.method == "end_to_end" else spec.depth
-
-
 def _baseline_runs(
     problem: _Problem, specs: Sequence[_Spec], seeds: Sequence[int], *, init_std: float,
     num_steps: int, save_every: int,
 ) -> Trajectory:
     """Every (spec, seed) as one vmapped ``optax_descent``; fields have leading axes (spec, seed)."""
-    D = max(_layers(s) for s in specs)
-    params, masks, methods, lrs, depths = [], [], [], [], []
+    D = max(s.depth for s in specs)
+    params, masks, methods, lrs = [], [], [], []
     for spec in specs:
         for seed in seeds:
-            N = _layers(spec)
-            p0 = init_balanced(jax.random.key(seed), (128,) + (1,) * N, std=init_std, dtype=_DTYPE)
+            p0 = init_balanced(jax.random.key(seed), (128,) + (1,) * spec.depth, std=init_std,
+                               dtype=_DTYPE)
             padded = pad_to_depth(p0, D, hidden_width=1)
             params.append(padded.params)
             masks.append(padded.mask)
             methods.append(BASELINE_METHODS.index(spec.method))
             lrs.append(spec.learning_rate)
-            depths.append(float(spec.depth))
     stack = lambda trees: jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
 
-    def one(p, mask, method, lr, depth):
-        opt = baseline_transformation(method, lr, mask, depth)
+    def one(p, mask, method, lr):
+        opt = baseline_transformation(method, lr, mask)
         return optax_descent(problem.loss_fn, p, opt, num_steps=num_steps, save_every=save_every)
 
-    traj = jax.vmap(one)(
-        stack(params), stack(masks), jnp.asarray(methods), jnp.asarray(lrs, _DTYPE),
-        jnp.asarray(depths, _DTYPE),
-    )
+    traj = jax.vmap(one)(stack(params), stack(masks), jnp.asarray(methods), jnp.asarray(lrs, _DTYPE))
     shape = (len(specs), len(seeds))
     return jax.tree_util.tree_map(lambda x: x.reshape(shape + x.shape[1:]), traj)
 
@@ -541,6 +522,22 @@ def _pilot_optimizers(problem: _Problem, config: AccelerationConfig, report) -> 
     return out
 
 
+def _e2e_sweep(problem: _Problem, config: AccelerationConfig, lr: float, report) -> _Baselines:
+    """The discrete end-to-end update of every ``end_to_end_depths`` from the same W_e(0)."""
+    depths, seeds = config.end_to_end_depths, config.seeds[: config.baseline_seeds]
+    res = sweep(
+        problem.loss_fn, input_dim=128, output_dim=1, hidden_width=1, depths=list(depths),
+        seeds=list(seeds), learning_rates=[lr], init_scales=[config.init_std],
+        num_steps=config.num_steps, save_every=config.save_every, init="balanced",
+        dynamics="end_to_end", dtype=_DTYPE,
+        progress=report(f"{problem.name} end-to-end update, depths {list(depths)} × {len(seeds)} seeds"),
+    )
+    traj = res.trajectory  # axes (seed, lr, scale, depth, ...)
+    move = lambda x: np.moveaxis(np.asarray(x)[:, 0, 0], 1, 0)  # (depth, seed, ...)
+    specs = tuple(_Spec(f"end_to_end_d{N}", "end_to_end", N, lr) for N in depths)
+    return _Baselines(specs, move(traj.loss), move(traj.diverged_at), move(traj.final))
+
+
 def _call(callback, done: int, total: int) -> None:
     if callback is not None:
         callback(done, total)
@@ -549,7 +546,6 @@ def _call(callback, done: int, total: int) -> None:
 def _baseline_specs(config: AccelerationConfig, name: str, protocol: dict[str, Any]) -> list[_Spec]:
     lr_gd, lr_linear = protocol["lr_gd"], protocol["lr_linear"]
     specs = [_Spec("gd_d1_own_lr", "gd", 1, lr_linear)] if lr_linear != lr_gd else []
-    specs += [_Spec(f"end_to_end_d{N}", "end_to_end", N, lr_gd) for N in config.end_to_end_depths]
     if name in config.optimizer_losses:
         for key, lr in protocol["optimizers"]["chosen"].items():
             if lr is not None:
@@ -566,24 +562,6 @@ def _float64_gap(problem: _Problem, W_e: np.ndarray, recorded: np.ndarray) -> fl
     rec = np.asarray(recorded, np.float64).reshape(-1)
     ok = np.isfinite(rec) & np.isfinite(exact)
     return float(np.max(np.abs(rec[ok] - exact[ok]) / exact[ok])) if ok.any() else float("nan")
-
-
-def _preconditioner_gap(problem: _Problem, W_list: Sequence[np.ndarray], depth: float) -> float:
-    """max |v_single - (-P_W g)| / |P_W g| over the given W_e: the single-output closed form
-    vs the SVD form of P_W, in the default float dtype (float64 with x64, else float32)."""
-    worst = 0.0
-    X, Y, p = problem.X64, problem.Y64, problem.p
-    for W in W_list:
-        W = np.asarray(W, np.float64).reshape(1, -1)
-        r = X @ W.T - Y
-        g = (p / X.shape[0]) * (np.sign(r) * np.abs(r) ** (p - 1)).T @ X
-        Wj, gj = jnp.asarray(W), jnp.asarray(g)
-        if Wj.dtype != jnp.float64:  # x64 disabled: compare in float32
-            gj = gj.astype(Wj.dtype)
-        v_single = np.asarray(single_output_velocity(Wj, gj, depth), np.float64)
-        v_svd = -np.asarray(preconditioner_apply(Wj, gj, depth), np.float64)
-        worst = max(worst, float(np.linalg.norm(v_single - v_svd) / np.linalg.norm(v_svd)))
-    return worst
 
 
 def _e2e_gap(gd: _GD, base: _Baselines, n_seeds: int, save_every: int) -> dict[str, Any]:
@@ -645,37 +623,35 @@ def run_acceleration_experiment(
                                        config.seeds[: config.extra_seeds], report)
             seconds[f"{name}_gd_extra_depths"] = time.perf_counter() - t
 
+        parts = []
         specs = _baseline_specs(config, name, record)
-        t = time.perf_counter()
-        callback = report(f"{name} baselines ({len(specs)} methods × {S_b} seeds, one program, "
-                          "no inner progress)")
-        _call(callback, 0, config.num_steps)
-        btraj = _baseline_runs(problem, specs, config.seeds[:S_b], init_std=config.init_std,
-                               num_steps=config.num_steps, save_every=config.save_every)
-        _call(callback, config.num_steps, config.num_steps)
-        final_W = jax.vmap(jax.vmap(end_to_end))(tuple(btraj.final))
-        baselines[name] = _Baselines(
-            specs=tuple(specs), loss=np.asarray(btraj.loss),
-            diverged_at=np.asarray(btraj.diverged_at), final_W_e=np.asarray(final_W),
+        if specs:
+            t = time.perf_counter()
+            callback = report(f"{name} baselines ({len(specs)} methods × {S_b} seeds, one program, "
+                              "no inner progress)")
+            _call(callback, 0, config.num_steps)
+            btraj = _baseline_runs(problem, specs, config.seeds[:S_b], init_std=config.init_std,
+                                   num_steps=config.num_steps, save_every=config.save_every)
+            _call(callback, config.num_steps, config.num_steps)
+            final_W = jax.vmap(jax.vmap(end_to_end))(tuple(btraj.final))
+            parts.append(_Baselines(tuple(specs), np.asarray(btraj.loss),
+                                    np.asarray(btraj.diverged_at), np.asarray(final_W)))
+            seconds[f"{name}_baselines"] = time.perf_counter() - t
+        if config.end_to_end_depths:
+            t = time.perf_counter()
+            parts.append(_e2e_sweep(problem, config, record["lr_gd"], report))
+            seconds[f"{name}_end_to_end"] = time.perf_counter() - t
+        baselines[name] = b = _Baselines(
+            specs=tuple(sp for part in parts for sp in part.specs),
+            **{field: np.concatenate([getattr(part, field) for part in parts])
+               for field in ("loss", "diverged_at", "final_W_e")},
         )
-        seconds[f"{name}_baselines"] = time.perf_counter() - t
-
-        b = baselines[name]
-        e2e_forms = {}
-        for i, spec in enumerate(b.specs):
-            if spec.method == "end_to_end":
-                starts = [np.asarray(init_balanced(jax.random.key(s), (128, 1), std=config.init_std,
-                                                   dtype=_DTYPE)[0]) for s in config.seeds[:S_b]]
-                finals = [W for W, d in zip(b.final_W_e[i], b.diverged_at[i]) if d < 0]
-                e2e_forms[f"depth_{spec.depth}"] = _preconditioner_gap(problem, starts + finals,
-                                                                      float(spec.depth))
         sweeps = [gd[name]] + ([gd_extra[name]] if name in gd_extra else [])
         checks[name] = {
             "float64_reevaluation": {
                 "gd": max(_float64_gap(problem, g.final_W_e, g.loss[..., -1]) for g in sweeps),
                 "baselines": _float64_gap(problem, b.final_W_e, b.loss[..., -1]),
             },
-            "preconditioner_forms": e2e_forms,
             "end_to_end_vs_network": _e2e_gap(gd[name], b, S_b, config.save_every),
             "balancedness_at_init": max(g.balancedness_t0 for g in sweeps),
             "balancedness_max_along_gd": {
@@ -878,7 +854,7 @@ def summary_markdown(result: AccelerationResult) -> str:
         gaps = {k: v["max_relative_gap"] for k, v in ch["end_to_end_vs_network"].items()}
         lines.append(
             f"- ℓ{int(LOSSES[name])}: end-to-end update vs network, max relative loss gap "
-            f"{_fmt_dict(gaps)}; single-output vs SVD form of P_W {_fmt_dict(ch['preconditioner_forms'])}; "
+            f"{_fmt_dict(gaps)} (up to the first divergence of either); "
             f"float32 final losses vs float64 lp_loss: GD {ch['float64_reevaluation']['gd']:.2g}, "
             f"baselines {ch['float64_reevaluation']['baselines']:.2g}; balancedness at init "
             f"{ch['balancedness_at_init']:.2g}, largest along GD "

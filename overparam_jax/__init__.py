@@ -4,6 +4,7 @@ The public API; every name is defined in a private-by-convention module listed i
 ../shared/STYLE.md ("Layout") and re-exported here.
 """
 
+from overparam_jax.checkpoint import CheckpointMismatch
 from overparam_jax.datasets import (
     MNIST,
     Whitened,
@@ -47,6 +48,7 @@ from overparam_jax.sweeps import SWEEP_AXES, SweepResult, pad_to_depth, sweep
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointMismatch",
     "LossFn",
     "MNIST",
     "Params",

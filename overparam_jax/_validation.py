@@ -9,11 +9,17 @@ inputs.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+# Entries one array can index: XLA aborts the process (not an exception) on a larger
+# static shape, so sizes are checked before any array is built.
+MAX_ARRAY_ENTRIES = 2**63 - 1
 
 
 def is_concrete(x: Any) -> bool:
@@ -42,14 +48,128 @@ def require_finite(name: str, x: Any) -> None:
         raise ValueError(f"`{name}` must be finite, but has {bad} NaN/Inf entries.")
 
 
-def require_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
-    """Raise if a concrete scalar is negative (or zero unless ``allow_zero``), or NaN."""
-    if not is_concrete(value):
+def _describe(value: Any) -> str:
+    """A short description of an unexpected argument: its type and a truncated repr."""
+    return f"{type(value).__name__} {reprlib.repr(value)}"
+
+
+def require_real_scalar(name: str, value: Any) -> None:
+    """Raise unless ``value`` is one real number: a Python ``int``/``float``, or a NumPy or
+    JAX integer/floating scalar or 0-d array (traced or not). Bools, complex numbers,
+    strings, ``None``, lists and arrays of other shapes are refused."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"`{name}` must be a real number, but is {_describe(value)}.")
         return
-    v = float(np.asarray(value))
+    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise TypeError(f"`{name}` must be a real number, but has dtype {dtype}.")
+    shape = tuple(getattr(value, "shape", ()))
+    if shape != ():
+        raise ValueError(f"`{name}` must be a scalar, but has shape {shape}.")
+
+
+def _scalar_value(name: str, value: Any) -> float | None:
+    """A real scalar ``value`` (:func:`require_real_scalar`) as a float; ``None`` if traced."""
+    require_real_scalar(name, value)
+    if not is_concrete(value):
+        return None
+    try:
+        return float(np.asarray(value))
+    except OverflowError:  # a Python int beyond the float range
+        return float("inf") if value > 0 else float("-inf")
+
+
+def require_finite_scalar(name: str, value: Any) -> None:
+    """Raise unless ``value`` is a real scalar that, when concrete, is finite."""
+    v = _scalar_value(name, value)
+    if v is not None and not np.isfinite(v):
+        raise ValueError(f"`{name}` must be finite, but is {v}.")
+
+
+def require_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    """Raise unless ``value`` is a real scalar (:func:`require_real_scalar`) that, when
+    concrete, is positive (non-negative with ``allow_zero``) and finite."""
+    v = _scalar_value(name, value)
+    if v is None:
+        return
     if np.isnan(v) or v < 0 or (v == 0 and not allow_zero):
         expected = "non-negative" if allow_zero else "positive"
         raise ValueError(f"`{name}` must be {expected}, but is {v}.")
+    if np.isinf(v):
+        raise ValueError(f"`{name}` must be finite, but is {v}.")
+
+
+def require_int(name: str, value: Any, *, minimum: int | None = None) -> None:
+    """Raise unless ``value`` is a Python or NumPy integer (not a bool), ``>= minimum`` if given."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int, got {_describe(value)}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
+
+
+def require_bool(name: str, value: Any) -> None:
+    """Raise unless ``value`` is ``True`` or ``False``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False, got {_describe(value)}.")
+
+
+def require_callable(name: str, value: Any, *, optional: bool = False) -> None:
+    """Raise unless ``value`` is callable (or ``None`` when ``optional``)."""
+    if not (callable(value) or (optional and value is None)):
+        expected = "callable or None" if optional else "callable"
+        raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__}.")
+
+
+def validate_run_options(loss_fn: Any, record_end_to_end: Any, progress: Any) -> None:
+    """The options every trajectory function shares: a callable ``loss_fn``, a bool
+    ``record_end_to_end`` and an optional callable ``progress``."""
+    require_callable("loss_fn", loss_fn)
+    require_bool("record_end_to_end", record_end_to_end)
+    require_callable("progress", progress, optional=True)
+
+
+def float_dtype(name: str, dtype: Any) -> np.dtype:
+    """``dtype`` (default float64, float32 without x64) canonicalized; raise unless it is a
+    real floating dtype."""
+    try:
+        canonical = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a real floating dtype, got {_describe(dtype)}.") from None
+    if not jnp.issubdtype(canonical, jnp.floating):
+        raise TypeError(f"`{name}` must be a real floating dtype, got {canonical}.")
+    return canonical
+
+
+def require_key(name: str, key: Any) -> None:
+    """Raise unless ``key`` is one PRNG key: ``jax.random.key(seed)`` (a scalar key array,
+    traced or not) or a legacy ``jax.random.PRNGKey(seed)`` (``uint32`` of shape ``(2,)``)."""
+    dtype = getattr(key, "dtype", None)
+    shape = tuple(getattr(key, "shape", ()))
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise ValueError(f"`{name}` must be a single PRNG key, but has shape {shape}.")
+        return
+    if dtype is not None and np.dtype(dtype) == np.uint32 and shape == (2,):
+        return
+    found = f"dtype {dtype} and shape {shape}" if dtype is not None else _describe(key)
+    raise TypeError(f"`{name}` must be a PRNG key from jax.random.key(seed), got {found}.")
+
+
+def require_real_values(name: str, x: Any) -> np.ndarray:
+    """``x`` as a NumPy array; raise unless it holds finite real numbers (any shape)."""
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError):  # ragged nested sequences
+        raise TypeError(f"`{name}` must hold real numbers, but is {_describe(x)}.") from None
+    if arr.dtype == np.bool_ or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise TypeError(f"`{name}` must hold real numbers, but is {_describe(x)}.")
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"`{name}` must be finite, but has {bad} NaN/Inf entries.")
+    return arr
 
 
 def validate_dims(dims: Sequence[int], name: str = "dims") -> tuple[int, ...]:
@@ -67,6 +187,12 @@ def validate_dims(dims: Sequence[int], name: str = "dims") -> tuple[int, ...]:
             raise TypeError(f"`{name}[{j}]` must be an int, got {d!r}.")
         if d <= 0:
             raise ValueError(f"`{name}[{j}]` must be positive, got {d}.")
+    for j in range(1, len(dims)):
+        if int(dims[j]) * int(dims[j - 1]) > MAX_ARRAY_ENTRIES:
+            raise ValueError(
+                f"`{name}` asks for a layer of {dims[j]} x {dims[j - 1]} entries (`{name}[{j}]` x "
+                f"`{name}[{j - 1}]`), more than an array can hold ({MAX_ARRAY_ENTRIES})."
+            )
     return tuple(int(d) for d in dims)
 
 
@@ -92,14 +218,16 @@ def validate_params(params: Any, name: str = "params") -> tuple[int, ...]:
         prev, cur = params[j - 1].shape, params[j].shape
         if cur[1] != prev[0]:
             raise ValueError(
-                f"{name}[{j}] has shape {tuple(cur)}; expected ({cur[0]}, {prev[0]}) to follow "
-                f"{name}[{j - 1}] of shape {tuple(prev)}."
+                f"`{name}` must chain: {name}[{j}] has shape {tuple(cur)}; expected "
+                f"({cur[0]}, {prev[0]}) to follow {name}[{j - 1}] of shape {tuple(prev)}."
             )
     return (params[0].shape[1],) + tuple(W.shape[0] for W in params)
 
 
 def require_shape(name: str, x: Any, expected: tuple[int, ...], why: str = "") -> None:
     """Raise unless ``x.shape == expected``."""
+    if not hasattr(x, "shape"):
+        raise TypeError(f"`{name}` must be an array, but is {type(x).__name__}.")
     if tuple(x.shape) != tuple(expected):
         suffix = f" {why}" if why else ""
         raise ValueError(

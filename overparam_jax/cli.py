@@ -10,9 +10,12 @@ with status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -63,6 +66,7 @@ def _add_reproduce_parsers(sub: argparse._SubParsersAction) -> None:
     cnn.add_argument("--weight-decay", type=float, default=5e-4, metavar="LAMBDA",
                      help="coefficient of the L2 term (default 5e-4, the tutorial's; 0 disables it)")
     cnn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_checkpoint_arguments(cnn)
     cnn.set_defaults(handler=_cmd_reproduce_cnn)
 
     acc = rsub.add_parser(
@@ -81,6 +85,7 @@ def _add_reproduce_parsers(sub: argparse._SubParsersAction) -> None:
     acc.add_argument("--out", default="out/acceleration", metavar="DIR",
                      help="output folder (default out/acceleration)")
     acc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_checkpoint_arguments(acc)
     acc.set_defaults(handler=_cmd_reproduce_acceleration)
 
     init = rsub.add_parser(
@@ -98,7 +103,61 @@ def _add_reproduce_parsers(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--seeds", type=int, metavar="S", help="number of seeds (default 1)")
     init.add_argument("--out", default="out/init", metavar="DIR", help="output folder (default out/init)")
     init.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_checkpoint_arguments(init)
     init.set_defaults(handler=_cmd_reproduce_init)
+
+
+def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--checkpoint", metavar="DIR",
+                       help="save the run's state here after every chunk and resume from it when "
+                       "the same command is run again (default OUT/checkpoint; removed once the "
+                       "results are written)")
+    group.add_argument("--no-checkpoint", action="store_true", help="do not save or resume state")
+
+
+def _prepare_run(args: argparse.Namespace, experiment: str, config) -> Any:
+    """Check that ``--out`` is writable (before hours of computing, not after) and open the
+    checkpoint folder: a :class:`~overparam_jax.checkpoint.CheckpointDir`, or ``None``."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import jax
+
+    from overparam_jax.checkpoint import CheckpointDir, CheckpointMismatch
+
+    _enable_compilation_cache(jax)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write to --out {out}: {e.strerror or e}") from None
+    if args.no_checkpoint:
+        return None
+    path = Path(args.checkpoint) if args.checkpoint else out / "checkpoint"
+    try:
+        checkpoint = CheckpointDir(path, experiment=experiment, config=config._asdict())
+    except CheckpointMismatch as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"cannot write the checkpoint folder {path}: {e.strerror or e}") from None
+    args.resume_hint = f"rerun the same command to resume from {path}{os.sep}"
+    if checkpoint.resumed:
+        print(f"resuming from the checkpoint in {path}", file=sys.stderr)
+    return checkpoint
+
+
+def _finish_run(checkpoint, write, out: str) -> None:
+    """Write the results, then delete the checkpoint (it is only for an unfinished run)."""
+    paths: dict = {}
+    _write_or_fail(lambda: paths.update(write()), out)
+    for path in paths.values():
+        print(f"wrote {path}")
+    if checkpoint is not None:
+        checkpoint.remove()
 
 
 def _enable_compilation_cache(jax) -> None:
@@ -172,6 +231,7 @@ def _cmd_reproduce_cnn(args: argparse.Namespace) -> int:
         cnn_mnist.validate_config(config, data)
     except (TypeError, ValueError) as e:
         raise UserError(str(e)) from None
+    checkpoint = _prepare_run(args, "cnn", config)
 
     bar = None
 
@@ -193,7 +253,7 @@ def _cmd_reproduce_cnn(args: argparse.Namespace) -> int:
         bar.set_postfix(info, refresh=False)
 
     try:
-        result = cnn_mnist.run_cnn_experiment(data, config, progress=progress)
+        result = cnn_mnist.run_cnn_experiment(data, config, progress=progress, checkpoint=checkpoint)
     finally:
         if bar is not None:
             bar.close()
@@ -205,10 +265,7 @@ def _cmd_reproduce_cnn(args: argparse.Namespace) -> int:
     extra = result.overparameterized.param_count - result.baseline.param_count
     ratio = extra / result.baseline.param_count
     print(f"overparameterization adds {extra:,} parameters (+{100 * ratio:.1f} %)")
-    paths: dict = {}
-    _write_or_fail(lambda: paths.update(cnn_mnist.write_outputs(result, args.out)), args.out)
-    for path in paths.values():
-        print(f"wrote {path}")
+    _finish_run(checkpoint, lambda: cnn_mnist.write_outputs(result, args.out), args.out)
     return 0
 
 
@@ -230,6 +287,7 @@ def _cmd_reproduce_acceleration(args: argparse.Namespace) -> int:
         acceleration.validate_config(config)
     except (TypeError, ValueError) as e:
         raise UserError(str(e)) from None
+    checkpoint = _prepare_run(args, "acceleration", config)
 
     bar, stage = None, None
 
@@ -246,7 +304,7 @@ def _cmd_reproduce_acceleration(args: argparse.Namespace) -> int:
 
     try:
         result = acceleration.run_acceleration_experiment(
-            config, progress=None if args.no_progress else progress
+            config, progress=None if args.no_progress else progress, checkpoint=checkpoint
         )
     finally:
         if bar is not None:
@@ -257,10 +315,7 @@ def _cmd_reproduce_acceleration(args: argparse.Namespace) -> int:
     for claim in acceleration.result_to_dict(result)["claims"].values():
         print(f"{'HOLDS' if claim['holds'] else 'DOES NOT HOLD'}: {claim['statement']}")
     print(f"wall time {result.seconds['total']:.0f} s")
-    paths: dict = {}
-    _write_or_fail(lambda: paths.update(acceleration.write_outputs(result, args.out)), args.out)
-    for path in paths.values():
-        print(f"wrote {path}")
+    _finish_run(checkpoint, lambda: acceleration.write_outputs(result, args.out), args.out)
     return 0
 
 
@@ -282,6 +337,7 @@ def _cmd_reproduce_init(args: argparse.Namespace) -> int:
         init_robustness.validate_config(config)
     except (TypeError, ValueError) as e:
         raise UserError(str(e)) from None
+    checkpoint = _prepare_run(args, "init", config)
 
     bars: dict = {}
 
@@ -299,7 +355,7 @@ def _cmd_reproduce_init(args: argparse.Namespace) -> int:
         bars[p.depth].set_postfix({"open runs": f"{p.active}/{p.total}"}, refresh=False)
 
     try:
-        result = init_robustness.run_init_experiment(config, progress=progress)
+        result = init_robustness.run_init_experiment(config, progress=progress, checkpoint=checkpoint)
     finally:
         for bar in bars.values():
             bar.close()
@@ -308,10 +364,7 @@ def _cmd_reproduce_init(args: argparse.Namespace) -> int:
         for init, c in d["converged_stds"].items():
             print(f"depth {depth} {init:9s}: converged at {c['all_seeds']} of {c['of']} stds")
     print(f"wall time {result.seconds:.0f} s")
-    paths: dict = {}
-    _write_or_fail(lambda: paths.update(init_robustness.write_outputs(result, args.out)), args.out)
-    for path in paths.values():
-        print(f"wrote {path}")
+    _finish_run(checkpoint, lambda: init_robustness.write_outputs(result, args.out), args.out)
     return 0
 
 
@@ -322,17 +375,31 @@ def _write_or_fail(write, target: str) -> None:
         raise UserError(f"cannot write {target}: {e.strerror or e}") from None
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status.
+
+    Ctrl-C (SIGINT) and SIGTERM (what job schedulers send) stop a run the same way: the
+    last completed chunk is in the checkpoint, one line says how to resume, exit 130.
+    """
     args = _build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         return args.handler(args)
     except UserError as e:
         print(f"overparam-jax: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("overparam-jax: interrupted", file=sys.stderr)
+        hint = getattr(args, "resume_hint", None)
+        print(f"overparam-jax: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

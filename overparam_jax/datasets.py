@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from overparam_jax._validation import require_finite, require_float_array
+from overparam_jax._validation import require_finite, require_finite_scalar, require_float_array
 
 __all__ = [
     "MNIST",
@@ -170,7 +170,8 @@ def standardize_columns(X: Any) -> np.ndarray:
     X64 = X.astype(np.float64)
     mean = X64.mean(axis=0)
     std = X64.std(axis=0)
-    constant = np.flatnonzero(std == 0)
+    # max == min, not std == 0: the rounded mean of equal values can differ from them.
+    constant = np.flatnonzero((np.ptp(X64, axis=0) == 0) | (std == 0))
     if constant.size:
         raise ValueError(
             f"`X` must have non-constant columns to standardize, but columns "
@@ -279,6 +280,7 @@ def whiten(X: Any, Y: Any, *, scale_labels: bool = False, rtol: float | None = N
     eps = np.finfo(np.float64).eps
     if rtol is None:
         rtol = max(m, d_0) * eps
+    require_finite_scalar("rtol", rtol)
     if not 0.0 <= float(rtol) < 1.0:
         raise ValueError(f"`rtol` must be in [0, 1), but is {rtol}.")
 
@@ -532,9 +534,12 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Tr
     Raises:
         ValueError: if a file found (or downloaded) is truncated, not valid gzip, has a bad
             magic number or dimensions, or the wrong MD5 (names the file, expected vs found).
-        FileNotFoundError: if no folder has the files and ``download`` is ``False``.
+        FileNotFoundError: if ``data_dir`` is given but is not a folder, or if no folder has
+            the files and ``download`` is ``False``.
         OSError: if the download fails on every mirror.
     """
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise FileNotFoundError(f"`data_dir` must be an existing folder, but {data_dir} is not one.")
     searched = []
     for directory in _mnist_search_dirs(data_dir):
         files = _find_mnist_files(directory)

@@ -14,9 +14,11 @@ Divergence is data: after each step the new state and its loss are checked; the 
 step whose loss or weights are non-finite is recorded in ``diverged_at`` and the run
 freezes at its last finite state, so a vmapped sweep never spreads NaNs across cells.
 
-Long runs can report progress: with ``progress=callback`` the scan runs in chunks of
-records, one compiled chunk at a time, and ``callback(done_steps, total_steps)`` is
-called after each; the result is identical to the single-scan run.
+Long runs can report progress and survive interruption: with ``progress=callback`` or
+``checkpoint=PATH`` the scan runs in 20 chunks of records, one compiled chunk at a time;
+``callback(done_steps, total_steps)`` is called after each, and the state is saved to
+``PATH`` after each (:mod:`overparam_jax.checkpoint`), so that the same call resumes
+where an interrupted one stopped. The result is identical to the single-scan run.
 
 References:
     [ACH18] Arora, Cohen, Hazan, ICML 2018, Theorem 1 and §7 (discrete end-to-end update).
@@ -25,6 +27,8 @@ References:
 from __future__ import annotations
 
 import functools
+import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -37,10 +41,12 @@ from overparam_jax._validation import (
     require_float_array,
     require_positive,
     validate_params,
+    validate_run_options,
 )
+from overparam_jax.checkpoint import array_digest, load_checkpoint, save_checkpoint, software_versions
 from overparam_jax.losses import LossFn, overparameterized
 from overparam_jax.networks import balancedness, end_to_end
-from overparam_jax.preconditioner import preconditioner_apply
+from overparam_jax.preconditioner import _validate_depth, preconditioner_apply
 
 __all__ = [
     "Trajectory",
@@ -165,6 +171,8 @@ def _padded_balancedness(params, pairs):
     gaps ``||W_{i+1}^T W_{i+1} - W_i W_i^T||`` and ``||W_D^T W_D - W_i W_i^T||`` join two
     consecutive *real* layers (frozen identity layers sit between them).
     """
+    if len(params) == 1:  # a sweep of depth 1 only: no pair of layers
+        return jnp.zeros((), params[0].dtype)
     adjacent, to_last = pairs
     outer = [W @ W.T for W in params[:-1]]
     inner_next = [W.T @ W for W in params[1:]]
@@ -273,6 +281,8 @@ def _validate_schedule(num_steps: int, save_every: int) -> int:
             raise TypeError(f"`{name}` must be an int, got {value!r}.")
     if num_steps < 0:
         raise ValueError(f"`num_steps` must be >= 0, got {num_steps}.")
+    if num_steps > 2**31 - 1:
+        raise ValueError(f"`num_steps` must be < 2**31 (steps are counted in int32), got {num_steps}.")
     if save_every < 1:
         raise ValueError(f"`save_every` must be >= 1, got {save_every}.")
     if num_steps % save_every:
@@ -290,6 +300,37 @@ def _chunk_sizes(num_records: int, num_chunks: int) -> list[int]:
 _TIME_UNIT = {"gd": "eta", "padded_gd": "eta", "end_to_end": "eta", "euler": "dt", "rk4": "dt"}
 
 
+def _fingerprint(kind, carry, hyper, optimizer, batched, sizes, save_every, record_end_to_end):
+    """What a checkpoint of :func:`_simulate` must match: the method, the schedule, the
+    software versions, and the bytes of the initial state, its loss and gradient and the
+    hyperparameters (which pin down the init, the loss function and its data). An optax
+    optimizer is pinned by its first update."""
+    probe = None
+    if optimizer is not None:
+        params, opt_state = carry.state
+        update = lambda g, s, p: optimizer.update(g, s, p)[0]
+        probe = (jax.vmap(update) if batched else update)(carry.grad, opt_state, params)
+    return {
+        "kind": kind, "batched": batched, "chunks": list(sizes), "save_every": save_every,
+        "record_end_to_end": record_end_to_end,
+        "sha256 of the initial state, loss, gradient and hyperparameters": array_digest((carry, hyper)),
+        "sha256 of the optimizer's first update": None if probe is None else array_digest(probe),
+        "versions": software_versions(),
+    }
+
+
+def _resume(path, fingerprint, carry):
+    """The carry and the records saved at ``path`` (placed like ``carry``), or ``carry``
+    and no records if there is no checkpoint yet."""
+    saved = load_checkpoint(path, fingerprint)
+    if saved is None:
+        return carry, []
+    leaves, treedef = jax.tree_util.tree_flatten(carry)
+    restored = [jax.device_put(x, like.sharding) for x, like in
+                zip(jax.tree_util.tree_leaves(saved["carry"]), leaves)]
+    return jax.tree_util.tree_unflatten(treedef, restored), list(saved["records"])
+
+
 def _simulate(
     kind: str,
     loss_fn: LossFn,
@@ -301,28 +342,40 @@ def _simulate(
     record_end_to_end: bool = False,
     optimizer=None,
     progress: ProgressFn | None = None,
+    checkpoint: str | os.PathLike | None = None,
     num_chunks: int = 20,
     batched: bool = False,
 ) -> Trajectory:
-    """Run a method from ``state``: one compiled scan, or chunks with ``progress`` callbacks.
+    """Run a method from ``state``: one compiled scan, or chunks with ``progress`` callbacks
+    and/or a ``checkpoint`` file saved after each chunk (and resumed from, if present).
 
-    Both paths run the same compiled step, so their results are identical. With
+    Every path runs the same compiled step, so their results are identical. With
     ``batched=True`` every leaf of ``state`` and ``hyper`` has a leading run axis and
     all runs go through one vmapped compiled scan.
     """
     num_records = _validate_schedule(num_steps, save_every)
     static = dict(kind=kind, loss_fn=loss_fn, optimizer=optimizer, record_end_to_end=record_end_to_end)
     carry, first = _COMPILED["start", batched](state, hyper, **static)
-    sizes = [num_records] if progress is None else _chunk_sizes(num_records, num_chunks)
-    chunks, done = [], 0
-    for size in sizes:
+    chunked = progress is not None or checkpoint is not None
+    sizes = _chunk_sizes(num_records, num_chunks) if chunked else [num_records]
+    chunks: list[Any] = []
+    if checkpoint is not None:
+        fingerprint = _fingerprint(kind, carry, hyper, optimizer, batched, sizes, save_every,
+                                   record_end_to_end)
+        carry, chunks = _resume(checkpoint, fingerprint, carry)
+    done = sum(sizes[: len(chunks)]) * save_every
+    if chunks and progress is not None:
+        progress(done, num_steps)
+    for size in sizes[len(chunks):]:
         carry, records = _COMPILED["advance", batched](
             carry, hyper, num_records=size, save_every=save_every, **static
         )
         chunks.append(records)
+        done += size * save_every
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, fingerprint, {"carry": carry, "records": chunks})
         if progress is not None:
             jax.block_until_ready(records)
-            done += size * save_every
             progress(done, num_steps)
     axis = 1 if batched else 0
     stacked = jax.tree_util.tree_map(
@@ -359,6 +412,7 @@ def gradient_descent(
     weight_decay: float = 0.0,
     record_end_to_end: bool = False,
     progress: ProgressFn | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Trajectory:
     r"""Full-batch gradient descent on :math:`\phi(W_1..W_N) = \ell(W_N \cdots W_1)`.
 
@@ -375,6 +429,11 @@ def gradient_descent(
         record_end_to_end: also record ``W_e`` at every record.
         progress: optional ``callback(done_steps, total_steps)``; the scan then runs in
             chunks (not traceable, identical result).
+        checkpoint: optional file path. The scan runs in chunks and the state is saved
+            there (atomically) after each; a call that finds a checkpoint of the same
+            computation resumes from it, bit-identical to an uninterrupted run, and one of
+            a different computation raises
+            :class:`~overparam_jax.checkpoint.CheckpointMismatch`.
 
     Returns:
         A :class:`Trajectory` with ``time = learning_rate * step``; ``final`` is the params.
@@ -389,13 +448,15 @@ def gradient_descent(
         (3,)
     """
     validate_params(params)
+    validate_run_options(loss_fn, record_end_to_end, progress)
     params = tuple(params)
     hyper = {
         "eta": _as_float(learning_rate, params[0], "learning_rate"),
         "lam": _as_float(weight_decay, params[0], "weight_decay"),
     }
     return _simulate("gd", loss_fn, params, hyper, num_steps=num_steps, save_every=save_every,
-                     record_end_to_end=record_end_to_end, progress=progress)
+                     record_end_to_end=record_end_to_end, progress=progress,
+                     checkpoint=checkpoint)
 
 
 def end_to_end_descent(
@@ -409,6 +470,7 @@ def end_to_end_descent(
     weight_decay: float = 0.0,
     record_end_to_end: bool = False,
     progress: ProgressFn | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Trajectory:
     r"""The discrete end-to-end update of a depth-N network [ACH18, THEORY.md §4].
 
@@ -421,15 +483,16 @@ def end_to_end_descent(
         loss_fn: :math:`\ell`, a function of ``W_e``.
         W_e: the initial end-to-end matrix ``(d_N, d_0)``.
         depth: :math:`N > 0`.
-        learning_rate, num_steps, save_every, weight_decay, record_end_to_end, progress:
-            as in :func:`gradient_descent`.
+        learning_rate, num_steps, save_every, weight_decay, record_end_to_end, progress,
+            checkpoint: as in :func:`gradient_descent`.
 
     Returns:
         A :class:`Trajectory` (``balancedness`` is 0: the update assumes exact balance);
         ``final`` is ``W_e``.
     """
     require_float_array("W_e", W_e, ndim=2)
-    require_positive("depth", depth)
+    validate_run_options(loss_fn, record_end_to_end, progress)
+    _validate_depth(depth)
     hyper = {
         "eta": _as_float(learning_rate, W_e, "learning_rate"),
         "lam": _as_float(weight_decay, W_e, "weight_decay"),
@@ -437,7 +500,7 @@ def end_to_end_descent(
     }
     return _simulate("end_to_end", loss_fn, W_e, hyper, num_steps=num_steps,
                      save_every=save_every, record_end_to_end=record_end_to_end,
-                     progress=progress)
+                     progress=progress, checkpoint=checkpoint)
 
 
 def optax_descent(
@@ -449,11 +512,13 @@ def optax_descent(
     save_every: int = 1,
     record_end_to_end: bool = False,
     progress: ProgressFn | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Trajectory:
     """Any ``optax.GradientTransformation`` (AdaGrad, AdaDelta, Adam, ...) on the layers of φ.
 
     ``time`` counts steps (an adaptive optimizer has no single learning rate to scale by).
-    ``final`` is the params.
+    ``final`` is the params. ``num_steps``, ``save_every``, ``record_end_to_end``,
+    ``progress`` and ``checkpoint`` are as in :func:`gradient_descent`.
 
     Examples:
         >>> import functools, jax, jax.numpy as jnp, optax
@@ -464,6 +529,7 @@ def optax_descent(
         (11,)
     """
     validate_params(params)
+    validate_run_options(loss_fn, record_end_to_end, progress)
     params = tuple(params)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
@@ -471,7 +537,8 @@ def optax_descent(
         )
     state = (params, optimizer.init(params))
     return _simulate("optax", loss_fn, state, {}, num_steps=num_steps, save_every=save_every,
-                     record_end_to_end=record_end_to_end, optimizer=optimizer, progress=progress)
+                     record_end_to_end=record_end_to_end, optimizer=optimizer, progress=progress,
+                     checkpoint=checkpoint)
 
 
 _FLOW_METHODS = ("euler", "rk4")
@@ -488,13 +555,14 @@ def gradient_flow(
     weight_decay: float = 0.0,
     record_end_to_end: bool = False,
     progress: ProgressFn | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> Trajectory:
     r"""Gradient flow :math:`d\theta/dt = -\nabla\phi(\theta) - \lambda\theta` by a fixed-step
     integrator (THEORY.md §6): ``"euler"`` (order 1, identical to GD with η = dt) or
     classical ``"rk4"`` (order 4).
 
     Args:
-        loss_fn, params, weight_decay, record_end_to_end, progress: as in
+        loss_fn, params, weight_decay, record_end_to_end, progress, checkpoint: as in
             :func:`gradient_descent`.
         t_final: the final time ``> 0``; ``t_final / dt`` must be a whole number of steps
             (static), a multiple of ``save_every``.
@@ -505,6 +573,7 @@ def gradient_flow(
         A :class:`Trajectory` with ``time = dt * step``.
     """
     validate_params(params)
+    validate_run_options(loss_fn, record_end_to_end, progress)
     params = tuple(params)
     if method not in _FLOW_METHODS:
         raise ValueError(f"`method` must be one of {_FLOW_METHODS}, got {method!r}.")
@@ -513,6 +582,8 @@ def gradient_flow(
             raise TypeError(f"`{name}` must be a concrete number (it fixes the number of steps).")
         require_positive(name, value)
     ratio = float(t_final) / float(dt)
+    if not math.isfinite(ratio):
+        raise ValueError(f"`t_final / dt` must be a finite number of steps, got {t_final} / {dt}.")
     num_steps = round(ratio)
     if abs(ratio - num_steps) > 1e-9 * max(1.0, ratio):
         raise ValueError(f"`t_final / dt` must be a whole number of steps, got {ratio}.")
@@ -521,4 +592,5 @@ def gradient_flow(
         "lam": _as_float(weight_decay, params[0], "weight_decay"),
     }
     return _simulate(method, loss_fn, params, hyper, num_steps=num_steps, save_every=save_every,
-                     record_end_to_end=record_end_to_end, progress=progress)
+                     record_end_to_end=record_end_to_end, progress=progress,
+                     checkpoint=checkpoint)

@@ -9,6 +9,9 @@ r"""Losses on the end-to-end matrix and the overparameterized objective φ.
 * :func:`overparameterized` — :math:`\phi(W_1, \dots, W_N) = \ell(W_N \cdots W_1)`.
 
 Data conventions: ``X`` is ``(m, d_0)``, ``Y`` is ``(m, d_N)``, predictions ``X @ W.T``.
+The data (``X``, ``Y``, ``Phi``) must be finite; ``W_e``, the variable, is not checked for
+NaN/Inf (a non-finite ``W_e`` gives a non-finite loss, which the trajectories report as
+divergence).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from overparam_jax._validation import (
     is_concrete,
     require_finite,
     require_float_array,
+    require_positive,
     require_shape,
 )
 from overparam_jax.networks import end_to_end
@@ -65,7 +69,7 @@ def lp_loss(
         W_e: ``(d_N, d_0)``.
         X: inputs ``(m, d_0)``, samples as rows.
         Y: targets ``(m, d_N)``.
-        p: the exponent, ``p >= 1`` (may be traced; checked when concrete).
+        p: the exponent, finite and ``p >= 1`` (may be traced; checked when concrete).
         divide_by_p: include ACH18's ``1/p`` factor. Default ``False`` (the talk's form).
 
     Examples:
@@ -74,6 +78,7 @@ def lp_loss(
         16.0
     """
     _validate_regression(W_e, X, Y)
+    require_positive("p", p)  # a real, finite scalar
     if is_concrete(p) and not float(p) >= 1.0:
         raise ValueError(f"`p` must be >= 1, got {p}.")
     # (W_e X^T)^T is X W_e^T, but under vmap over W_e (a sweep) the batched product then

@@ -8,6 +8,11 @@ The end-to-end matrix is
 
 and partial products are ``W_{j:i} = W_j ... W_i`` (the empty product is the identity).
 
+Weights (``params``, ``W_e``, ``grad_W_e``) are checked for shape and dtype but not for
+NaN/Inf: they are what the dynamics move, and non-finite entries propagate to the result
+as in IEEE arithmetic (the trajectories report them as divergence). Data that define a
+problem (the matrix ``A`` to factor, the target ``Phi``) must be finite.
+
 References:
     [ACH18] Arora, Cohen, Hazan. On the Optimization of Deep Networks: Implicit
     Acceleration by Overparameterization. ICML 2018.
@@ -23,7 +28,12 @@ import jax
 import jax.numpy as jnp
 
 from overparam_jax._validation import (
+    float_dtype,
+    require_finite,
     require_float_array,
+    require_key,
+    require_finite_scalar,
+    require_positive,
     require_shape,
     validate_dims,
     validate_params,
@@ -93,6 +103,7 @@ def layer_gradients(params: Sequence[jax.Array], grad_W_e: jax.Array) -> Params:
         ``(dphi/dW_1, ..., dphi/dW_N)`` with the shapes of ``params``.
     """
     dims = validate_params(params)
+    require_float_array("grad_W_e", grad_W_e, ndim=2)
     require_shape("grad_W_e", grad_W_e, (dims[-1], dims[0]), "(d_N, d_0)")
     params = tuple(params)
     grads = []
@@ -133,6 +144,7 @@ def balanced_factorization(A: jax.Array, dims: Sequence[int]) -> Params:
     dims = validate_dims(dims)
     require_float_array("A", A, ndim=2)
     require_shape("A", A, (dims[-1], dims[0]), "(d_N, d_0) from `dims`")
+    require_finite("A", A)
     r = min(dims[0], dims[-1])
     for j, d in enumerate(dims[1:-1], start=1):
         if d < r:
@@ -144,7 +156,9 @@ def balanced_factorization(A: jax.Array, dims: Sequence[int]) -> Params:
     if N == 1:
         return (A,)
     U, sigma, Vt = jnp.linalg.svd(A, full_matrices=False)
-    root = sigma ** (1.0 / N)
+    # Singular values are >= 0, but XLA flushes subnormals to zero and the SVD of a matrix
+    # of subnormals returns them negated (a NaN root); such an A is zero to XLA anyway.
+    root = jnp.maximum(sigma, 0) ** (1.0 / N)
     first = jnp.zeros((dims[1], dims[0]), A.dtype).at[:r, :].set(root[:, None] * Vt)
     last = jnp.zeros((dims[-1], dims[-2]), A.dtype).at[:, :r].set(U * root[None, :])
     middle = [_layer_diagonal(root, (dims[j], dims[j - 1])) for j in range(2, N)]
@@ -152,14 +166,15 @@ def balanced_factorization(A: jax.Array, dims: Sequence[int]) -> Params:
 
 
 def _default_dtype(dtype):
-    return jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
+    return float_dtype("dtype", dtype)
 
 
 def init_balanced(key: jax.Array, dims: Sequence[int], *, std: float, dtype=None) -> Params:
     r"""Balanced init: sample ``A`` with i.i.d. :math:`N(0, \mathrm{std}^2)` entries, then
     :func:`balanced_factorization` (ACGH19 §3.3 / Procedure 1).
 
-    ``std`` may be a traced value (vmap over init scales).
+    ``std >= 0`` (finite) may be a traced value (vmap over init scales). ``key`` is one
+    ``jax.random.key``; ``dtype`` a real floating dtype (default float64, float32 without x64).
 
     Examples:
         >>> import jax
@@ -167,15 +182,19 @@ def init_balanced(key: jax.Array, dims: Sequence[int], *, std: float, dtype=None
         >>> [W.shape for W in params]
         [(8, 4), (8, 8), (1, 8)]
     """
+    require_key("key", key)
     dims = validate_dims(dims)
+    require_positive("std", std, allow_zero=True)
     A = std * jax.random.normal(key, (dims[-1], dims[0]), _default_dtype(dtype))
     return balanced_factorization(A, dims)
 
 
 def init_gaussian(key: jax.Array, dims: Sequence[int], *, std: float, dtype=None) -> Params:
     r"""Layer-wise independent Gaussian init: entries of each ``W_j`` i.i.d.
-    :math:`N(0, \mathrm{std}^2)` (THEORY.md §7). ``std`` may be traced."""
+    :math:`N(0, \mathrm{std}^2)` (THEORY.md §7). ``std >= 0`` (finite) may be traced."""
+    require_key("key", key)
     dims = validate_dims(dims)
+    require_positive("std", std, allow_zero=True)
     keys = jax.random.split(key, len(dims) - 1)
     dtype = _default_dtype(dtype)
     return tuple(
@@ -191,6 +210,7 @@ def init_identity(dims: Sequence[int], *, scale: float = 1.0, dtype=None) -> Par
     dims = validate_dims(dims)
     if len(set(dims)) != 1:
         raise ValueError(f"`dims` must all be equal for an identity init, got {dims}.")
+    require_finite_scalar("scale", scale)
     eye = scale * jnp.eye(dims[0], dtype=_default_dtype(dtype))
     return tuple(eye for _ in dims[1:])
 
@@ -221,5 +241,6 @@ def deficiency_margin(W_e: jax.Array, Phi: jax.Array) -> jax.Array:
     require_float_array("Phi", Phi, ndim=2)
     require_float_array("W_e", W_e, ndim=2)
     require_shape("W_e", W_e, Phi.shape, "(the shape of `Phi`)")
+    require_finite("Phi", Phi)
     sigma_min = jnp.linalg.svd(Phi, compute_uv=False)[-1]
     return sigma_min - jnp.linalg.norm(W_e - Phi)

@@ -76,6 +76,7 @@ from overparam_jax._validation import (
     require_finite,
     require_float_array,
     require_positive,
+    require_real_scalar,
     require_shape,
     validate_params,
 )
@@ -102,6 +103,8 @@ __all__ = [
 def _validate_depth(depth: Any) -> None:
     """``depth`` must be a real scalar; when concrete, finite and positive."""
     dtype = getattr(depth, "dtype", None)
+    if dtype is None and (isinstance(depth, bool) or not isinstance(depth, (int, float))):
+        raise TypeError(f"`depth` must be a real number, but is {type(depth).__name__}.")
     dtype = np.result_type(depth) if dtype is None else np.dtype(dtype)
     if np.issubdtype(dtype, np.bool_) or not (
         np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
@@ -124,6 +127,7 @@ def _validate_matrix_and_direction(W_e: Any, G: Any) -> None:
     if np.dtype(G.dtype) != np.dtype(W_e.dtype):
         raise TypeError(f"`G` must have the dtype of `W_e` ({W_e.dtype}), but has {G.dtype}.")
     require_finite("W_e", W_e)
+    require_finite("G", G)
 
 
 def _validate_loss_fn(loss_fn: Any) -> None:
@@ -246,7 +250,7 @@ def preconditioner_apply(W_e: jax.Array, G: jax.Array, depth: float | jax.Array)
 
     Raises:
         ValueError: non-2-D inputs, ``G`` not of the shape of ``W_e``, a concrete
-            ``depth <= 0``, or a concrete ``W_e`` with NaN/Inf.
+            ``depth <= 0``, or a concrete ``W_e`` or ``G`` with NaN/Inf.
         TypeError: non-float inputs, ``G`` of another dtype than ``W_e``.
 
     Examples:
@@ -374,9 +378,16 @@ def preconditioner_matrix(W_e: jax.Array, depth: int) -> jax.Array:
             "`depth` must be a concrete integer scalar for preconditioner_matrix (the sum over "
             "j needs it); use preconditioner_apply for a traced or non-integer depth."
         )
-    N = float(np.asarray(depth))
+    require_real_scalar("depth", depth)
+    try:
+        N = float(np.asarray(depth))
+    except OverflowError:  # a Python int beyond the float range
+        N = float("inf")
     if not (np.isfinite(N) and N.is_integer() and N >= 1):
         raise ValueError(f"`depth` must be an integer >= 1 for preconditioner_matrix, but is {N}.")
+    if N > np.iinfo(np.int32).max:
+        raise ValueError(f"`depth` must be at most {np.iinfo(np.int32).max} (an int32 loop count), "
+                         f"but is {int(N)}.")
     return _matrix_core(W_e, jnp.asarray(int(N), jnp.int32))
 
 
@@ -435,6 +446,7 @@ def single_output_velocity(
     if np.dtype(grad.dtype) != np.dtype(w.dtype):
         raise TypeError(f"`grad` must have the dtype of `w` ({w.dtype}), but has {grad.dtype}.")
     require_finite("w", w)
+    require_finite("grad", grad)
     _validate_depth(depth)
     return _single_output_jit(w, grad, jnp.asarray(depth, w.dtype))
 
@@ -461,6 +473,8 @@ def end_to_end_velocity(
         :math:`dW_e/dt`, shape ``(d_N, d_0)``.
     """
     validate_params(params)
+    for j, W in enumerate(params):
+        require_finite(f"params[{j}]", W)
     _validate_loss_fn(loss_fn)
     _validate_weight_decay(weight_decay)
     params = tuple(params)
@@ -559,6 +573,15 @@ def _require_differentiable_domain(W_e: jax.Array) -> None:
             f"sqrt(eps) = {tol / max(float(sigma[0]), np.finfo(float).tiny):.1e}) to differentiate "
             f"P_W through its SVD, but its singular values are {found}."
         )
+    # The derivatives divide by up to the 4th power of a singular value (d/dw of 1/||w||^2):
+    # below tiny^(1/4) that overflows, and the Jacobian would come out inf/NaN.
+    floor = float(np.finfo(np.dtype(W_e.dtype)).tiny) ** 0.25
+    if sigma[-1] < floor:
+        raise ValueError(
+            f"`W_e` must have singular values of at least {floor:.1e} (tiny^(1/4) of "
+            f"{np.dtype(W_e.dtype)}) to differentiate P_W without overflow, but its smallest is "
+            f"{sigma[-1]:.3e}."
+        )
 
 
 def field_jacobian(W_e: jax.Array, loss_fn: LossFn, depth: float | jax.Array) -> jax.Array:
@@ -579,8 +602,10 @@ def field_jacobian(W_e: jax.Array, loss_fn: LossFn, depth: float | jax.Array) ->
         ``J[a, b] = d vec(F)[a] / d vec(W)[b]``.
 
     Raises:
-        ValueError: ``W_e`` not 2-D, non-finite, rank-deficient or with singular values
-            closer than :math:`\sqrt{\epsilon}\,\sigma_{\max}`; ``depth <= 0``.
+        ValueError: ``W_e`` not 2-D, non-finite, rank-deficient, with singular values
+            closer than :math:`\sqrt{\epsilon}\,\sigma_{\max}` or one below
+            :math:`\mathrm{tiny}^{1/4}` (``1.2e-77`` in float64: the derivatives overflow);
+            ``depth <= 0``.
     """
     require_float_array("W_e", W_e, ndim=2)
     require_finite("W_e", W_e)
@@ -636,4 +661,7 @@ def gradient_field_asymmetry(
         True
     """
     J = field_jacobian(W_e, loss_fn, depth)
-    return jnp.linalg.norm(J - J.T) / jnp.linalg.norm(J)
+    norm = jnp.linalg.norm(J)
+    # J = 0 (e.g. a linear loss at depth 1) is symmetric: asymmetry 0, not 0/0.
+    safe = jnp.where(norm > 0, norm, jnp.ones((), norm.dtype))
+    return jnp.where(norm > 0, jnp.linalg.norm(J - J.T) / safe, jnp.zeros((), norm.dtype))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -39,7 +40,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from overparam_jax._validation import require_positive, validate_dims
+from overparam_jax._validation import (
+    MAX_ARRAY_ENTRIES,
+    float_dtype,
+    require_int,
+    require_positive,
+    validate_params,
+    validate_run_options,
+)
 from overparam_jax.dynamics import ProgressFn, Trajectory, _simulate
 from overparam_jax.losses import LossFn
 from overparam_jax.networks import end_to_end, init_balanced, init_gaussian
@@ -83,6 +91,9 @@ def pad_to_depth(
 ) -> _Padding:
     """Lay a depth-N network out as a depth-``max_depth`` one (see the module docstring).
 
+    The values are copied as they are (NaN/Inf included); ``params`` must chain and, to be
+    padded with identity layers, have equal hidden widths.
+
     Args:
         params: ``(W_1, ..., W_N)`` with hidden width ``h`` (all hidden widths equal).
         max_depth: ``D >= N``.
@@ -92,8 +103,17 @@ def pad_to_depth(
         ``(params, mask, pairs)``: the padded layers, their 0/1 gradient masks, and the
         boolean masks selecting the real consecutive pairs for the balancedness.
     """
+    dims = validate_params(params)
+    require_int("max_depth", max_depth)
+    if hidden_width is not None:
+        require_int("hidden_width", hidden_width)
     params = tuple(params)
     N, D = len(params), max_depth
+    if D > N >= 2 and len(set(dims[1:-1])) > 1:
+        raise ValueError(
+            f"`params` must have equal hidden widths to be padded with identity layers, but "
+            f"has dims {dims}."
+        )
     if D < N:
         raise ValueError(f"`max_depth` ({D}) must be >= the depth of `params` ({N}).")
     dtype = params[0].dtype
@@ -148,6 +168,8 @@ def _validate_grid(seeds, learning_rates, init_scales, depths, init, dynamics):
         raise TypeError(f"`depths` must be integers, got {depths.tolist()}.")
     if isinstance(init, str) and init not in _INITS:
         raise ValueError(f"`init` must be one of {sorted(_INITS)} or a callable, got {init!r}.")
+    if not isinstance(init, str) and not callable(init):
+        raise TypeError(f"`init` must be one of {sorted(_INITS)} or a callable, got {init!r}.")
     if dynamics not in _DYNAMICS:
         raise ValueError(f"`dynamics` must be one of {_DYNAMICS}, got {dynamics!r}.")
     return seeds, learning_rates, init_scales, depths
@@ -225,6 +247,7 @@ def sweep(
     record_end_to_end: bool = False,
     dtype=None,
     progress: ProgressFn | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> SweepResult:
     r"""Run the grid seeds × learning rates × init scales × depths as one compiled program.
 
@@ -241,8 +264,9 @@ def sweep(
         seeds: integer seeds; run ``(seed, ...)`` initializes from ``jax.random.key(seed)``.
         learning_rates: step sizes η >= 0.
         init_scales: init stds > 0.
-        num_steps, save_every, weight_decay, record_end_to_end, progress: as in
-            :func:`overparam_jax.gradient_descent`.
+        num_steps, save_every, weight_decay, record_end_to_end, progress, checkpoint: as in
+            :func:`overparam_jax.gradient_descent` (a checkpoint saves the whole grid's
+            state after each of the 20 chunks; a rerun of the same sweep resumes from it).
         init: ``"balanced"``, ``"gaussian"`` or ``init_fn(key, dims, *, std, dtype)``.
         dynamics: ``"network"`` or ``"end_to_end"``.
         dtype: float dtype (default: float64 with x64 enabled, else float32).
@@ -254,14 +278,28 @@ def sweep(
     seeds, learning_rates, init_scales, depths = _validate_grid(
         seeds, learning_rates, init_scales, depths, init, dynamics
     )
-    validate_dims((input_dim, hidden_width, output_dim))
-    dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
+    validate_run_options(loss_fn, record_end_to_end, progress)
+    for name, value in (("input_dim", input_dim), ("hidden_width", hidden_width),
+                        ("output_dim", output_dim)):
+        require_int(name, value, minimum=1)
+    if int(hidden_width) * max(int(hidden_width), int(input_dim), int(output_dim)) > MAX_ARRAY_ENTRIES:
+        raise ValueError(
+            f"`hidden_width` ({hidden_width}) with `input_dim` ({input_dim}) and `output_dim` "
+            f"({output_dim}) asks for layers larger than an array can hold."
+        )
+    require_positive("weight_decay", weight_decay, allow_zero=True)
+    dtype = float_dtype("dtype", dtype)
     init_fn = _INITS[init] if isinstance(init, str) else init
     D = int(depths.max())
     if dynamics == "network" and 1 in depths and D > 1 and hidden_width < output_dim:
         raise ValueError(
             f"`hidden_width` ({hidden_width}) must be >= `output_dim` ({output_dim}) to sweep "
             "depth 1 beside deeper networks (the linear model is embedded in the padded layers)."
+        )
+    if init == "balanced" and D > 1 and hidden_width < min(input_dim, output_dim):
+        raise ValueError(
+            f"`hidden_width` ({hidden_width}) must be >= min(`input_dim`, `output_dim`) = "
+            f"{min(input_dim, output_dim)} for the balanced init of depths >= 2."
         )
     S, L, C, K = len(seeds), len(learning_rates), len(init_scales), len(depths)
     state, hyper = _grid_state(
@@ -273,7 +311,8 @@ def sweep(
     kind = "padded_gd" if dynamics == "network" else "end_to_end"
     state, hyper = _shard((state, hyper))
     traj = _simulate(kind, loss_fn, state, hyper, num_steps=num_steps, save_every=save_every,
-                     record_end_to_end=record_end_to_end, progress=progress, batched=True)
+                     record_end_to_end=record_end_to_end, progress=progress, checkpoint=checkpoint,
+                     batched=True)
     traj = jax.tree_util.tree_map(lambda x: x.reshape((S, L, C, K) + x.shape[1:]), traj)
     coords = {"seed": seeds, "learning_rate": learning_rates, "init_scale": init_scales, "depth": depths}
     return SweepResult(traj, coords)

@@ -132,7 +132,7 @@ def test_sharded_sweep_over_four_cpu_devices_equals_single_device(tmp_path):
     (dict(init="xavier"), ValueError, "`init` must be one of"),
     (dict(dynamics="flow"), ValueError, "`dynamics` must be one of"),
     (dict(num_steps=50), ValueError, "multiple of `save_every`"),
-    (dict(hidden_width=0), ValueError, r"dims\[1\]` must be positive"),
+    (dict(hidden_width=0), ValueError, r"`hidden_width` must be >= 1, got 0"),
 ])
 def test_sweep_bad_input(override, error, match):
     kwargs = {**GRID, "learning_rates": [0.1], **override}

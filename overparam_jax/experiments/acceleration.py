@@ -95,6 +95,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from overparam_jax.checkpoint import CheckpointDir
 from overparam_jax.datasets import load_gas_ethanol
 from overparam_jax.dynamics import Trajectory, optax_descent
 from overparam_jax.losses import LossFn, lp_loss
@@ -432,22 +433,32 @@ def _stable(loss: np.ndarray, diverged_at: np.ndarray) -> np.ndarray:
     return ok
 
 
-def _sweep_loss(problem, *, depths, seeds, learning_rates, init_std, num_steps, save_every, progress):
+def _stage(checkpoint: CheckpointDir | None, name: str) -> Path | None:
+    return None if checkpoint is None else checkpoint.stage(name)
+
+
+def _memo(checkpoint: CheckpointDir | None, name: str, compute):
+    return compute() if checkpoint is None else checkpoint.memo(name, compute)
+
+
+def _sweep_loss(problem, *, depths, seeds, learning_rates, init_std, num_steps, save_every, progress,
+                checkpoint):
     res = sweep(
         problem.loss_fn, input_dim=128, output_dim=1, hidden_width=1, depths=list(depths),
         seeds=list(seeds), learning_rates=list(learning_rates), init_scales=[init_std],
         num_steps=num_steps, save_every=save_every, init="balanced", dynamics="network",
-        dtype=_DTYPE, progress=progress,
+        dtype=_DTYPE, progress=progress, checkpoint=checkpoint,
     )
     return res.trajectory  # leading axes (seed, lr, scale, depth)
 
 
-def _gd_sweep(problem, config, lr, depths, seeds, report) -> _GD:
+def _gd_sweep(problem, config, lr, depths, seeds, report, checkpoint) -> _GD:
     """GD on ``depths`` × ``seeds`` at one learning rate: one compiled, vmapped sweep."""
     traj = _sweep_loss(problem, depths=depths, seeds=seeds, learning_rates=[lr],
                        init_std=config.init_std, num_steps=config.num_steps,
                        save_every=config.save_every,
-                       progress=report(f"{problem.name} GD, depths {list(depths)} × {len(seeds)} seeds"))
+                       progress=report(f"{problem.name} GD, depths {list(depths)} × {len(seeds)} seeds"),
+                       checkpoint=_stage(checkpoint, f"{problem.name}_gd_depths_{'_'.join(map(str, depths))}"))
     padded = jax.tree_util.tree_map(lambda x: x[:, 0, 0], traj.final)
     W_e = jax.vmap(jax.vmap(end_to_end))(tuple(padded))
     bal = np.asarray(traj.balancedness)[:, 0, 0]
@@ -459,7 +470,7 @@ def _gd_sweep(problem, config, lr, depths, seeds, report) -> _GD:
     )
 
 
-def _pilot_gd(problem: _Problem, config: AccelerationConfig, report) -> dict[str, Any]:
+def _pilot_gd(problem: _Problem, config: AccelerationConfig, report, checkpoint) -> dict[str, Any]:
     """Pilots A and B of the protocol (module docstring); returns the JSON-ready record."""
     grid = sorted(config.lr_grid)
     a_every = config.pilot_steps // 10
@@ -467,7 +478,8 @@ def _pilot_gd(problem: _Problem, config: AccelerationConfig, report) -> dict[str
     # stack in the padded GD); only depth 1 decides.
     traj = _sweep_loss(problem, depths=[1, 2], seeds=config.seeds, learning_rates=grid,
                        init_std=config.init_std, num_steps=config.pilot_steps, save_every=a_every,
-                       progress=report(f"{problem.name} pilot A (lr grid, depth 1)"))
+                       progress=report(f"{problem.name} pilot A (lr grid, depth 1)"),
+                       checkpoint=_stage(checkpoint, f"{problem.name}_pilot_a"))
     loss = np.asarray(traj.loss)[:, :, 0, 0]  # (S, L, T)
     div = np.asarray(traj.diverged_at)[:, :, 0, 0]  # (S, L)
     stable_a = np.all(_stable(loss, div), axis=0)  # (L,)
@@ -484,7 +496,8 @@ def _pilot_gd(problem: _Problem, config: AccelerationConfig, report) -> dict[str
     b_every = config.stability_steps // 10
     traj = _sweep_loss(problem, depths=config.depths, seeds=config.seeds[:1], learning_rates=below,
                        init_std=config.init_std, num_steps=config.stability_steps, save_every=b_every,
-                       progress=report(f"{problem.name} pilot B (same lr, depths {list(config.depths)})"))
+                       progress=report(f"{problem.name} pilot B (same lr, depths {list(config.depths)})"),
+                       checkpoint=_stage(checkpoint, f"{problem.name}_pilot_b"))
     loss_b = np.asarray(traj.loss)[0, :, 0]  # (L, K, T)
     div_b = np.asarray(traj.diverged_at)[0, :, 0]  # (L, K)
     stable_b = np.all(_stable(loss_b, div_b), axis=1)  # (L,)
@@ -501,14 +514,14 @@ def _pilot_gd(problem: _Problem, config: AccelerationConfig, report) -> dict[str
     }
 
 
-def _pilot_optimizers(problem: _Problem, config: AccelerationConfig, report) -> dict[str, Any]:
+def _pilot_optimizers(problem: _Problem, config: AccelerationConfig, report, checkpoint) -> dict[str, Any]:
     grid = sorted(config.optimizer_lr_grid)
     specs = [_Spec(f"{m}_d{d}", m, d, lr) for m, d in _OPTIMIZERS for lr in grid]
     callback = report(f"{problem.name} optimizer pilot ({len(specs)} runs, no inner progress)")
     _call(callback, 0, config.optimizer_pilot_steps)
-    traj = _baseline_runs(problem, specs, config.seeds[:1], init_std=config.init_std,
-                          num_steps=config.optimizer_pilot_steps,
-                          save_every=config.optimizer_pilot_steps // 10)
+    traj = _memo(checkpoint, f"{problem.name}_pilot_optimizers", lambda: _baseline_runs(
+        problem, specs, config.seeds[:1], init_std=config.init_std,
+        num_steps=config.optimizer_pilot_steps, save_every=config.optimizer_pilot_steps // 10))
     _call(callback, config.optimizer_pilot_steps, config.optimizer_pilot_steps)
     final = np.asarray(traj.loss)[:, 0, -1].reshape(len(_OPTIMIZERS), len(grid))
     div = np.asarray(traj.diverged_at)[:, 0].reshape(len(_OPTIMIZERS), len(grid))
@@ -522,7 +535,7 @@ def _pilot_optimizers(problem: _Problem, config: AccelerationConfig, report) -> 
     return out
 
 
-def _e2e_sweep(problem: _Problem, config: AccelerationConfig, lr: float, report) -> _Baselines:
+def _e2e_sweep(problem: _Problem, config: AccelerationConfig, lr: float, report, checkpoint) -> _Baselines:
     """The discrete end-to-end update of every ``end_to_end_depths`` from the same W_e(0)."""
     depths, seeds = config.end_to_end_depths, config.seeds[: config.baseline_seeds]
     res = sweep(
@@ -531,6 +544,7 @@ def _e2e_sweep(problem: _Problem, config: AccelerationConfig, lr: float, report)
         num_steps=config.num_steps, save_every=config.save_every, init="balanced",
         dynamics="end_to_end", dtype=_DTYPE,
         progress=report(f"{problem.name} end-to-end update, depths {list(depths)} × {len(seeds)} seeds"),
+        checkpoint=_stage(checkpoint, f"{problem.name}_end_to_end"),
     )
     traj = res.trajectory  # axes (seed, lr, scale, depth, ...)
     move = lambda x: np.moveaxis(np.asarray(x)[:, 0, 0], 1, 0)  # (depth, seed, ...)
@@ -586,9 +600,15 @@ def _e2e_gap(gd: _GD, base: _Baselines, n_seeds: int, save_every: int) -> dict[s
 
 
 def run_acceleration_experiment(
-    config: AccelerationConfig = AccelerationConfig(), *, progress: ProgressFn | None = None
+    config: AccelerationConfig = AccelerationConfig(), *, progress: ProgressFn | None = None,
+    checkpoint: CheckpointDir | None = None,
 ) -> AccelerationResult:
-    """Run E1: pilots, the GD sweeps, the baselines and the checks (module docstring)."""
+    """Run E1: pilots, the GD sweeps, the baselines and the checks (module docstring).
+
+    With ``checkpoint``, every sweep saves its state there after each of its chunks and
+    the optax programs (one piece each) after they finish; a rerun with the same folder
+    resumes and returns the same result, bit for bit.
+    """
     validate_config(config)
     load_start = list(os.getloadavg())
     seconds: dict[str, float] = {}
@@ -606,21 +626,22 @@ def run_acceleration_experiment(
     protocol, gd, gd_extra, baselines, checks = {}, {}, {}, {}, {}
     for name, problem in problems.items():
         t = time.perf_counter()
-        record = _pilot_gd(problem, config, report)
+        record = _pilot_gd(problem, config, report, checkpoint)
         seconds[f"{name}_pilots_gd"] = time.perf_counter() - t
         if name in config.optimizer_losses:
             t = time.perf_counter()
-            record["optimizers"] = _pilot_optimizers(problem, config, report)
+            record["optimizers"] = _pilot_optimizers(problem, config, report, checkpoint)
             seconds[f"{name}_pilot_optimizers"] = time.perf_counter() - t
         protocol[name] = record
 
         t = time.perf_counter()
-        gd[name] = _gd_sweep(problem, config, record["lr_gd"], config.depths, config.seeds, report)
+        gd[name] = _gd_sweep(problem, config, record["lr_gd"], config.depths, config.seeds, report,
+                             checkpoint)
         seconds[f"{name}_gd"] = time.perf_counter() - t
         if config.extra_depths:
             t = time.perf_counter()
             gd_extra[name] = _gd_sweep(problem, config, record["lr_gd"], config.extra_depths,
-                                       config.seeds[: config.extra_seeds], report)
+                                       config.seeds[: config.extra_seeds], report, checkpoint)
             seconds[f"{name}_gd_extra_depths"] = time.perf_counter() - t
 
         parts = []
@@ -630,8 +651,9 @@ def run_acceleration_experiment(
             callback = report(f"{name} baselines ({len(specs)} methods × {S_b} seeds, one program, "
                               "no inner progress)")
             _call(callback, 0, config.num_steps)
-            btraj = _baseline_runs(problem, specs, config.seeds[:S_b], init_std=config.init_std,
-                                   num_steps=config.num_steps, save_every=config.save_every)
+            btraj = _memo(checkpoint, f"{name}_baselines", lambda: _baseline_runs(
+                problem, specs, config.seeds[:S_b], init_std=config.init_std,
+                num_steps=config.num_steps, save_every=config.save_every))
             _call(callback, config.num_steps, config.num_steps)
             final_W = jax.vmap(jax.vmap(end_to_end))(tuple(btraj.final))
             parts.append(_Baselines(tuple(specs), np.asarray(btraj.loss),
@@ -639,7 +661,7 @@ def run_acceleration_experiment(
             seconds[f"{name}_baselines"] = time.perf_counter() - t
         if config.end_to_end_depths:
             t = time.perf_counter()
-            parts.append(_e2e_sweep(problem, config, record["lr_gd"], report))
+            parts.append(_e2e_sweep(problem, config, record["lr_gd"], report, checkpoint))
             seconds[f"{name}_end_to_end"] = time.perf_counter() - t
         baselines[name] = b = _Baselines(
             specs=tuple(sp for part in parts for sp in part.specs),

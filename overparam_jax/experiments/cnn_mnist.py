@@ -85,6 +85,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from overparam_jax.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from overparam_jax.datasets import MNIST
 from overparam_jax.results import json_safe
 
@@ -142,6 +143,8 @@ class CNNConfig(NamedTuple):
         test_subset: if set, evaluate on only the first this many test images.
         eval_batch_size: batch size of the (jitted) accuracy evaluation.
         log_every: steps between progress reports (the curves keep every step).
+        checkpoint_every: steps between checkpoints (when checkpointing; also after
+            every evaluation).
         smoothing_window: trailing moving-average window of the summary and figure.
         seed: integer seed of ``jax.random.key``.
     """
@@ -160,6 +163,7 @@ class CNNConfig(NamedTuple):
     test_subset: int | None = None
     eval_batch_size: int = 500
     log_every: int = 50
+    checkpoint_every: int = 500
     smoothing_window: int = 100
     seed: int = 0
 
@@ -168,7 +172,7 @@ def quick_config(**overrides: Any) -> CNNConfig:
     """A short run for ``--quick``: 120 steps of batch 32 (two epochs of 1 920 images), < 90 s on 2 cores."""
     base = dict(
         num_steps=120, batch_size=32, train_subset=1920, validation_size=500, test_subset=1000,
-        eval_batch_size=250, log_every=10, smoothing_window=10,
+        eval_batch_size=250, log_every=10, checkpoint_every=20, smoothing_window=10,
     )
     return CNNConfig(**{**base, **overrides})
 
@@ -386,7 +390,8 @@ def validate_config(config: CNNConfig, data: MNIST) -> None:
     """Raise ``ValueError``/``TypeError`` naming the field if ``config`` or ``data`` is unusable."""
     if not isinstance(config, CNNConfig):
         raise TypeError(f"`config` must be a CNNConfig, but is {type(config).__name__}.")
-    for name in ("num_epochs", "batch_size", "eval_batch_size", "log_every", "smoothing_window"):
+    for name in ("num_epochs", "batch_size", "eval_batch_size", "log_every", "checkpoint_every",
+                 "smoothing_window"):
         value = getattr(config, name)
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"`{name}` must be a positive int, but is {value!r}.")
@@ -518,7 +523,12 @@ def _train_one(
     init_key: jax.Array,
     dropout_key: jax.Array,
     progress: Callable[[Progress], None] | None,
+    checkpoint: Path | None = None,
 ) -> CNNRun:
+    """Train one net; with ``checkpoint``, save its state every ``config.checkpoint_every``
+    steps and after each evaluation, and resume from a saved state. Step ``s`` uses the
+    batch ``batch_idx[s]`` and the dropout key ``fold_in(dropout_key, s)``, so a resumed
+    run is the uninterrupted one, bit for bit."""
     (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = splits
     train_size, num_steps = tr_x.shape[0], batch_idx.shape[0]
     params = init_params(init_key, dense_depth=dense_depth)
@@ -530,9 +540,29 @@ def _train_one(
     losses, data_losses = [], []
     eval_at = _eval_steps(train_size, config.batch_size, num_steps)
     eval_step, test_acc, val_acc = [], [], []
-    train_seconds = eval_seconds = 0.0
+    train_seconds = eval_seconds = first_step_seconds = 0.0
+    start = 0
+    fingerprint = {"net": name, "num_steps": num_steps, "train_size": train_size}
+    saved = None if checkpoint is None else load_checkpoint(checkpoint, fingerprint)
+    if saved is not None:
+        start = saved["step"]
+        params, opt_state = saved["params"], saved["opt_state"]
+        losses, data_losses = list(saved["loss"]), list(saved["data_loss"])
+        eval_step, test_acc, val_acc = saved["eval_step"], saved["test_accuracy"], saved["validation_accuracy"]
+        train_seconds, eval_seconds, first_step_seconds = saved["seconds"]
+        if progress is not None:
+            progress(Progress(name, start, num_steps, float(losses[-1]) if losses else float("nan"),
+                              float(data_losses[-1]) if data_losses else float("nan"), None))
 
-    def evaluate(done: int, last_loss: float, last_data: float) -> None:
+    def save(done: int) -> None:
+        save_checkpoint(checkpoint, fingerprint, {
+            "step": done, "params": params, "opt_state": opt_state,
+            "loss": np.asarray(jnp.stack(losses)), "data_loss": np.asarray(jnp.stack(data_losses)),
+            "eval_step": eval_step, "test_accuracy": test_acc, "validation_accuracy": val_acc,
+            "seconds": (train_seconds, eval_seconds, first_step_seconds),
+        })
+
+    def evaluate(done: int) -> float:
         nonlocal eval_seconds
         t = time.perf_counter()
         eval_step.append(done)
@@ -540,36 +570,39 @@ def _train_one(
         if va_x.shape[0]:
             val_acc.append(_accuracy(params, va_x, va_y, config.eval_batch_size))
         eval_seconds += time.perf_counter() - t
-        if progress is not None:
-            progress(Progress(name, done, num_steps, last_loss, last_data, test_acc[-1]))
+        return test_acc[-1]
 
-    evaluate(0, float("nan"), float("nan"))
-    first_step_seconds = 0.0
+    if start == 0:
+        accuracy = evaluate(0)
+        if progress is not None:
+            progress(Progress(name, 0, num_steps, float("nan"), float("nan"), accuracy))
     t = time.perf_counter()
-    for s in range(num_steps):
+    for s in range(start, num_steps):
         key = jax.random.fold_in(dropout_key, s)
         params, opt_state, loss, data_loss = step_fn(params, opt_state, images, labels, batch_idx[s], key)
         losses.append(loss)
         data_losses.append(data_loss)
         done = s + 1
-        if s == 0:  # compilation (unless cached) + one step, kept out of the steady-state rate
+        if s == start:  # compilation (unless cached) + one step, kept out of the steady-state rate
             jax.block_until_ready(loss)
-            first_step_seconds = time.perf_counter() - t
+            first_step_seconds += time.perf_counter() - t
             t = time.perf_counter()
-        if done % config.log_every == 0 or done in eval_at:
+        save_now = checkpoint is not None and (done % config.checkpoint_every == 0 or done in eval_at)
+        if done % config.log_every == 0 or done in eval_at or save_now:
             last, last_data = float(loss), float(data_loss)  # blocks: the clock is honest
             train_seconds += time.perf_counter() - t
-            if done in eval_at:
-                evaluate(done, last, last_data)
-            elif progress is not None:
-                progress(Progress(name, done, num_steps, last, last_data, None))
+            accuracy = evaluate(done) if done in eval_at else None
+            if save_now:  # before reporting: a Ctrl-C in the callback loses nothing
+                save(done)
+            if progress is not None:
+                progress(Progress(name, done, num_steps, last, last_data, accuracy))
             t = time.perf_counter()
 
     return CNNRun(
         name=name,
         param_count=n_params,
-        loss=np.asarray(jnp.stack(losses), dtype=np.float64),
-        data_loss=np.asarray(jnp.stack(data_losses), dtype=np.float64),
+        loss=np.asarray([np.asarray(x) for x in losses], dtype=np.float64),
+        data_loss=np.asarray([np.asarray(x) for x in data_losses], dtype=np.float64),
         eval_step=np.asarray(eval_step),
         test_accuracy=np.asarray(test_acc),
         validation_accuracy=np.asarray(val_acc),
@@ -585,6 +618,7 @@ def run_cnn_experiment(
     *,
     progress: Callable[[Progress], None] | None = None,
     nets: tuple[str, ...] = NETS,
+    checkpoint: CheckpointDir | None = None,
 ) -> CNNResult:
     """Train the tutorial ConvNet and its overparameterized twin with the same seed.
 
@@ -595,6 +629,9 @@ def run_cnn_experiment(
             each evaluation (the library itself never prints).
         nets: which of ``("baseline", "overparameterized")`` to train (both by default;
             a net left out gets ``None``).
+        checkpoint: if given, each net saves its state there every
+            ``config.checkpoint_every`` steps and after each evaluation, and a rerun with
+            the same folder resumes where it stopped (same result, bit for bit).
 
     Returns:
         A :class:`CNNResult`.
@@ -614,7 +651,8 @@ def run_cnn_experiment(
     init_key, shuffle_key, dropout_key = jax.random.split(jax.random.key(config.seed), 3)
     batch_idx = _batch_indices(shuffle_key, train_size, config.batch_size, num_steps)
     runs = {
-        name: _train_one(name, depth, config, splits, batch_idx, init_key, dropout_key, progress)
+        name: _train_one(name, depth, config, splits, batch_idx, init_key, dropout_key, progress,
+                         None if checkpoint is None else checkpoint.stage(f"cnn_{name}"))
         if name in nets else None
         for name, depth in zip(NETS, (1, 2))
     }

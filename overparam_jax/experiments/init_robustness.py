@@ -87,6 +87,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from overparam_jax.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from overparam_jax.datasets import Whitened, load_gas_ethanol, whiten
 from overparam_jax.dynamics import gradient_descent
 from overparam_jax.losses import whitened_l2_loss
@@ -517,7 +518,8 @@ def _initial_cells(init: str, depth: int, config: InitConfig, Phi: np.ndarray):
 
 
 def _run_depth(depth: int, config: InitConfig, problem: Whitened,
-               progress: Callable[[InitProgress], None] | None) -> tuple[DepthResult, str]:
+               progress: Callable[[InitProgress], None] | None,
+               checkpoint: CheckpointDir | None = None) -> tuple[DepthResult, str]:
     start = time.perf_counter()
     dtype = jnp.dtype(config.dtype)
     Phi = jnp.asarray(problem.Phi, dtype)
@@ -536,7 +538,8 @@ def _run_depth(depth: int, config: InitConfig, problem: Whitened,
                     hidden_width=config.hidden_width, depths=[depth], seeds=config.seeds,
                     learning_rates=config.learning_rates, init_scales=config.init_scales,
                     num_steps=config.fine_steps, save_every=config.fine_every, init=init,
-                    dtype=dtype)
+                    dtype=dtype,
+                    checkpoint=None if checkpoint is None else checkpoint.stage(f"depth{depth}_{init}_grid"))
         tr = res.trajectory
         steps = np.asarray(tr.step[0, 0, 0, 0])
         loss = np.asarray(tr.loss[..., 0, :], np.float64).reshape(-1, steps.size)
@@ -557,6 +560,12 @@ def _run_depth(depth: int, config: InitConfig, problem: Whitened,
     batch_size = None
     executed = R * config.fine_steps
     step = config.fine_steps
+    stage = None if checkpoint is None else checkpoint.stage(f"depth{depth}_chunks")
+    fingerprint = {"depth": depth, "runs": R}
+    saved = None if stage is None else load_checkpoint(stage, fingerprint)
+    if saved is not None:  # the bookkeeping and open runs after the last saved chunk
+        runs, state, state_runs = saved["runs"], saved["state"], saved["state_runs"]
+        batch_size, executed, step = saved["batch_size"], saved["executed"], saved["step"]
     if progress is not None:
         progress(InitProgress(depth, step, config.max_steps, int(np.sum(runs.status == _ACTIVE)), R))
 
@@ -592,6 +601,10 @@ def _run_depth(depth: int, config: InitConfig, problem: Whitened,
         state_runs = open_runs
         executed += size * config.chunk_steps
         step += config.chunk_steps
+        if stage is not None:
+            save_checkpoint(stage, fingerprint, {"runs": runs, "state": state, "state_runs": state_runs,
+                                                 "batch_size": batch_size, "executed": executed,
+                                                 "step": step})
         if progress is not None:
             progress(InitProgress(depth, min(step, config.max_steps), config.max_steps,
                                   int(np.sum(runs.status == _ACTIVE)), R))
@@ -667,13 +680,17 @@ def _summarize(depth, config, runs: _Runs, loss_init, bal_init, margin_init, exe
 
 
 def run_init_experiment(config: InitConfig = InitConfig(), *, problem: Whitened | None = None,
-                        progress: Callable[[InitProgress], None] | None = None) -> InitResult:
+                        progress: Callable[[InitProgress], None] | None = None,
+                        checkpoint: CheckpointDir | None = None) -> InitResult:
     """Run E2: every depth, init, seed, std and learning rate (see the module docstring).
 
     Args:
         config: the grid and schedule (:func:`quick_config` for a smoke run).
         problem: the whitened data (default :func:`load_problem`); ``Phi`` must be ``(1, d_0)``.
         progress: optional ``callback(InitProgress)`` after the sweep and every chunk.
+        checkpoint: if given, the grid sweeps and the open runs after every chunk are
+            saved there, and a rerun with the same folder resumes where it stopped (same
+            result, bit for bit).
 
     Returns:
         An :class:`InitResult`.
@@ -688,7 +705,7 @@ def run_init_experiment(config: InitConfig = InitConfig(), *, problem: Whitened 
     start, load_start = time.perf_counter(), _load_average()
     depths, margin_dtype = {}, ""
     for depth in config.depths:
-        depths[int(depth)], margin_dtype = _run_depth(int(depth), config, problem, progress)
+        depths[int(depth)], margin_dtype = _run_depth(int(depth), config, problem, progress, checkpoint)
     return InitResult(
         config=config,
         input_dim=int(problem.Phi.shape[1]),

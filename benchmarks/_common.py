@@ -12,6 +12,9 @@ Not a library module: the scripts in this folder import it as ``_common`` (they 
 * :func:`machine` — CPU model, cores, versions, date, and the load average.
 * :func:`update_results_md` — replace one script's section of ``benchmarks/RESULTS.md``
   (between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->``), leaving the others alone.
+* :func:`no_progress` — pass as ``progress=`` to run ``k·S`` steps as ``k`` chunks of the
+  same compiled ``S``-step program (``save_every = S``): the ``S`` and ``2S`` calls of
+  :func:`slope_time` then share one compile.
 """
 
 from __future__ import annotations
@@ -98,20 +101,33 @@ def median_time(fn: Callable[[], Any], repeats: int, *, warmup: int = 1) -> dict
     return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
 
 
-def slope_time(run: Callable[[int], Any], steps: int, repeats: int) -> dict[str, Any]:
-    """Per-step cost of ``run(num_steps)`` by the slope between ``steps`` and ``2 * steps``.
+def no_progress(done: int, total: int) -> None:
+    """A progress callback that does nothing: it makes the library run its scan in chunks of
+    ``save_every`` steps, each a call of the same compiled program (one block per chunk)."""
+
+
+def slope_time(run: Callable[[int], Any], steps: int, repeats: int, *,
+               warm_long: bool = True) -> dict[str, Any]:
+    """Per-step cost of ``run(num_steps)`` by the slope between ``steps`` and ``2 * steps``:
+    ``step = (t(2S) − t(S)) / S``, each ``t`` a median of ``repeats`` calls.
 
     Fixed per-call costs (set-up, the t = 0 record, transfers) cancel in the difference.
-    The first call of each length compiles; ``compile_s`` is the first call of ``steps``
-    minus its steady time.
+    The first call of ``steps`` compiles; ``compile_s`` is it minus its steady time. With
+    ``warm_long`` the ``2 * steps`` call is warmed up (compiled) first too; pass False when
+    ``run`` runs ``2 * steps`` as two chunks of the ``steps`` program (see
+    :func:`no_progress`), which has nothing left to compile.
     """
     first, _ = time_call(lambda: run(steps))
-    time_call(lambda: run(2 * steps))
+    if warm_long:
+        time_call(lambda: run(2 * steps))
     t1 = median_time(lambda: run(steps), repeats, warmup=0)["median_s"]
     t2 = median_time(lambda: run(2 * steps), repeats, warmup=0)["median_s"]
-    per_step = max(t2 - t1, 1e-12) / steps
+    resolved = t2 > t1
+    # Timing noise can make t(2S) <= t(S); then the slope says nothing and the whole-call
+    # average t(2S) / 2S (an upper bound: fixed costs included) is reported instead.
+    per_step = (t2 - t1) / steps if resolved else t2 / (2 * steps)
     return {"compile_s": max(first - t1, 0.0), "short_s": t1, "long_s": t2, "steps": steps,
-            "step_s": per_step, "fixed_s": max(t1 - per_step * steps, 0.0)}
+            "step_s": per_step, "fixed_s": max(t1 - per_step * steps, 0.0), "slope_resolved": resolved}
 
 
 # --------------------------------------------------------------------------------------
@@ -134,16 +150,25 @@ def matmul_peak(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5,
 
 
 def memory_bandwidth(repeats: int = 5) -> dict[str, Any]:
-    """Measured bandwidth (GB/s): a 256 MiB array (DRAM) and an 8 MiB one (last-level cache)."""
+    """Measured bandwidth (GB/s): a 256 MiB array (DRAM) and an 8 MiB one (last-level cache).
+
+    Per size: read = bytes / time of ``jnp.sum``; read_write = 2 · bytes / time of a JAX
+    scale (``1.5 * x``) and of ``np.copyto`` (each reads and writes every byte), the
+    better of the two. ``LEVEL_gbs`` = the best of these: what streaming can reach, the
+    bandwidth a memory-bound kernel would be held to.
+    """
     out = {}
     for label, n_bytes in (("dram", 256 << 20), ("cache_8MiB", 8 << 20)):
         x = jnp.ones((n_bytes // 4,), jnp.float32)
         total = jax.jit(jnp.sum)
         scale = jax.jit(lambda v: 1.5 * v)
+        src, dst = np.ones(n_bytes // 4, np.float32), np.empty(n_bytes // 4, np.float32)
         t_read = median_time(lambda: total(x), repeats)["median_s"]
-        t_copy = median_time(lambda: scale(x), repeats)["median_s"]
+        t_copy = min(median_time(lambda: scale(x), repeats)["median_s"],
+                     median_time(lambda: np.copyto(dst, src), repeats)["median_s"])
         out[f"{label}_read_gbs"] = n_bytes / t_read / 1e9
         out[f"{label}_read_write_gbs"] = 2 * n_bytes / t_copy / 1e9
+        out[f"{label}_gbs"] = max(out[f"{label}_read_gbs"], out[f"{label}_read_write_gbs"])
     return out
 
 
@@ -202,6 +227,18 @@ def machine_line(info: dict[str, Any], load_start: list[float], load_end: list[f
 
 def fmt_load(load: list[float]) -> str:
     return "/".join(f"{v:.1f}" for v in load)
+
+
+def gpu_line(info: dict[str, Any]) -> str:
+    """What the GPU column of issue 9 says: measured on which device, or "not measured"."""
+    if info["backend"] == "cpu":
+        return "GPU: not measured (no GPU on this machine; see \"GPU\" at the top of this file)."
+    return f"Measured on {info['device']} ({info['backend']})."
+
+
+def section_name(name: str, device: jax.Device) -> str:
+    """A script's RESULTS.md section and JSON name; a GPU run gets its own (``NAME_gpu``)."""
+    return name if device.platform == "cpu" else f"{name}_{device.platform}"
 
 
 # --------------------------------------------------------------------------------------

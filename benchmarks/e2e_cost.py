@@ -18,7 +18,14 @@ N ∈ {2, 4, 8}, balanced init, one run. Single-output problem: gas-sensor ℓ4 
 d_N = 1) with hidden widths h ∈ {32, 128, 512}: there ``W_e`` is a row vector, its SVD is
 trivial, and both methods are dominated by the 4md FLOPs of the data.
 
-Per-step costs are slopes between ``S`` and ``2S`` steps (fixed costs cancel).
+Per-step costs are slopes between ``S`` and ``2S`` steps (fixed costs cancel; the ``2S``
+call runs as two chunks of the compiled ``S``-step program through the ``progress``
+option, so each measurement compiles once), ``S`` chosen so that one call takes about
+0.2 s at 30 GFLOP/s (2 ≤ S ≤ 1000). The end-to-end update and ``preconditioner_apply``
+take the depth as a number (traced, not compiled in): their cost does not depend on N, so
+they are measured once per width (at the largest N, from that network's ``W_e``) and
+compared with GD at every depth. This keeps the full run to about 2–3 minutes on 2 CPU
+cores.
 
     python benchmarks/e2e_cost.py [--quick] [--repeats 3] [--json PATH]
 """
@@ -32,7 +39,6 @@ from typing import Any
 import _common as C
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from overparam_jax import (
     end_to_end,
@@ -46,43 +52,51 @@ from overparam_jax import (
 )
 
 
-def steps_for(est_s: float, quick: bool) -> int:
+TARGET_S, ASSUMED_FLOPS_PER_S, MIN_STEPS, MAX_STEPS = 0.2, 30e9, 2, 1000
+
+
+def steps_for(flops_per_step: float, quick: bool) -> int:
+    """S with one S-step call ≈ TARGET_S at ASSUMED_FLOPS_PER_S (MIN_STEPS ≤ S ≤ MAX_STEPS)."""
     if quick:
         return 2
-    return int(min(max(4, round(0.4 / max(est_s, 1e-7))), 1000))
+    est_s = flops_per_step / ASSUMED_FLOPS_PER_S
+    return int(min(max(MIN_STEPS, round(TARGET_S / max(est_s, 1e-7))), MAX_STEPS))
 
 
-def per_step(run, steps, repeats, quick):
+def per_step(make, flops_per_step, repeats, quick):
+    """Per-step seconds of ``make(S)(steps)`` (``steps`` a multiple of S) by the slope method
+    (``--quick``: one length, time / steps — a smoke run, not a measurement)."""
+    steps = steps_for(flops_per_step, quick)
+    run = make(steps)
     if quick:
         first, _ = C.time_call(lambda: run(steps))
         steady, _ = C.time_call(lambda: run(steps))
         return {"step_s": steady / steps, "compile_s": max(first - steady, 0.0), "steps": steps}
-    r = C.slope_time(run, steps, repeats)
+    r = C.slope_time(run, steps, repeats, warm_long=False)
     return {"step_s": r["step_s"], "compile_s": r["compile_s"], "steps": steps}
 
 
-def compare(loss_fn, dims, lr, std, repeats, quick, gd_flops, e2e_flops):
-    """GD on the network vs the end-to-end update from the same init, per step."""
-    params = init_balanced(jax.random.key(0), dims, std=std, dtype=jnp.float32)
-    W_e = end_to_end(params)
-    N = len(dims) - 1
-    gd = lambda steps: gradient_descent(loss_fn, params, learning_rate=lr, num_steps=steps,
-                                        save_every=steps).loss
-    e2e = lambda steps: end_to_end_descent(loss_fn, W_e, depth=float(N), learning_rate=lr,
-                                           num_steps=steps, save_every=steps).loss
-    est = lambda f: f / 30e9
-    r_gd = per_step(gd, steps_for(est(gd_flops), quick), repeats, quick)
-    r_e2e = per_step(e2e, steps_for(est(e2e_flops), quick), repeats, quick)
-    return {"gd_step_us": 1e6 * r_gd["step_s"], "e2e_step_us": 1e6 * r_e2e["step_s"],
-            "gd_compile_s": r_gd["compile_s"], "e2e_compile_s": r_e2e["compile_s"],
-            "gd_steps": r_gd["steps"], "e2e_steps": r_e2e["steps"],
-            "gd_flops": gd_flops, "e2e_flops_model": e2e_flops,
-            "gd_gflops": gd_flops / r_gd["step_s"] / 1e9,
-            "e2e_over_gd": r_e2e["step_s"] / r_gd["step_s"]}
+def gd_cost(loss_fn, params, lr, flops, repeats, quick):
+    """GD on the network (:func:`gradient_descent`), per step."""
+    make = lambda chunk: lambda steps: gradient_descent(loss_fn, params, learning_rate=lr, num_steps=steps,
+                                                        save_every=chunk, progress=C.no_progress).loss
+    r = per_step(make, flops, repeats, quick)
+    return {"gd_step_us": 1e6 * r["step_s"], "gd_compile_s": r["compile_s"], "gd_steps": r["steps"],
+            "gd_flops": flops, "gd_gflops": flops / r["step_s"] / 1e9}
 
 
-def apply_cost(n, N, repeats, quick):
-    """preconditioner_apply: eager as users call it, and inside jax.jit."""
+def e2e_cost(loss_fn, W_e, depth, lr, flops_model, repeats, quick):
+    """The discrete end-to-end update (:func:`end_to_end_descent`), per step."""
+    make = lambda chunk: lambda steps: end_to_end_descent(loss_fn, W_e, depth=float(depth), learning_rate=lr,
+                                                          num_steps=steps, save_every=chunk,
+                                                          progress=C.no_progress).loss
+    r = per_step(make, flops_model, repeats, quick)
+    return {"e2e_step_us": 1e6 * r["step_s"], "e2e_compile_s": r["compile_s"], "e2e_steps": r["steps"],
+            "e2e_flops_model": flops_model, "e2e_measured_at_depth": depth}
+
+
+def apply_cost(n, N, repeats):
+    """preconditioner_apply: eager as users call it, and inside jax.jit; a full SVD alone."""
     key_w, key_g = jax.random.split(jax.random.key(1))
     W = jax.random.normal(key_w, (n, n), jnp.float32) / math.sqrt(n)
     G = jax.random.normal(key_g, (n, n), jnp.float32)
@@ -93,20 +107,27 @@ def apply_cost(n, N, repeats, quick):
     svd = jax.jit(lambda W: jnp.linalg.svd(W, full_matrices=True))
     svd_t = C.median_time(lambda: svd(W), repeats)
     return {"apply_eager_us": 1e6 * eager["median_s"], "apply_jit_us": 1e6 * jitted["median_s"],
-            "svd_us": 1e6 * svd_t["median_s"]}
+            "svd_us": 1e6 * svd_t["median_s"], "apply_measured_at_depth": N}
 
 
 def square(args, repeats):
+    """Whitened ℓ2, n × n: GD at every depth; the end-to-end update once per width."""
     widths = [8, 16] if args.quick else [32, 64, 128, 256, 512]
     depths = [2, 4] if args.quick else [2, 4, 8]
     out = []
     for n in widths:
         Phi = jax.random.normal(jax.random.key(10_000), (n, n), jnp.float32) / math.sqrt(n)
         loss_fn = functools.partial(whitened_l2_loss, Phi=Phi)
+        inits = {N: init_balanced(jax.random.key(0), (n,) * (N + 1), std=1 / math.sqrt(n), dtype=jnp.float32)
+                 for N in depths}
+        N_max = max(depths)
+        shared = e2e_cost(loss_fn, end_to_end(inits[N_max]), N_max, 0.01, 34 * n**3, repeats, args.quick)
+        shared.update(apply_cost(n, N_max, repeats))
         for N in depths:
-            r = compare(loss_fn, (n,) * (N + 1), 0.01, 1 / math.sqrt(n), repeats, args.quick,
-                        6 * (N - 1) * n**3, 34 * n**3)
-            r.update(width=n, depth=N, **apply_cost(n, N, repeats, args.quick), load_average=C.load_average())
+            r = {"width": n, "depth": N, **gd_cost(loss_fn, inits[N], 0.01, 6 * (N - 1) * n**3, repeats, args.quick),
+                 **shared}
+            r["e2e_over_gd"] = r["e2e_step_us"] / r["gd_step_us"]
+            r["load_average"] = C.load_average()
             print(f"  n={n} N={N}: GD {r['gd_step_us']:.1f} us, e2e {r['e2e_step_us']:.1f} us, "
                   f"P_W apply {r['apply_jit_us']:.1f} us (eager {r['apply_eager_us']:.1f}), "
                   f"SVD {r['svd_us']:.1f} us -> e2e/GD {r['e2e_over_gd']:.2f}", flush=True)
@@ -115,22 +136,48 @@ def square(args, repeats):
 
 
 def single_output(args, repeats):
+    """Gas-sensor ℓ4 (d_0 = 128, d_N = 1): GD at each hidden width and depth; the end-to-end
+    update (a 1 × 128 W_e, independent of h and N) once."""
     X, y = load_gas_ethanol(standardize=True)
     loss_fn = functools.partial(lp_loss, X=jnp.asarray(X, jnp.float32), Y=jnp.asarray(y, jnp.float32), p=4.0)
     m, d = X.shape
     widths = [8] if args.quick else [32, 128, 512]
     depths = [2] if args.quick else [2, 4, 8]
+    dims_of = lambda h, N: (d,) + (h,) * (N - 1) + (1,)
+    init = lambda h, N: init_balanced(jax.random.key(0), dims_of(h, N), std=0.01, dtype=jnp.float32)
+    h_max, N_max = max(widths), max(depths)
+    shared = e2e_cost(loss_fn, end_to_end(init(h_max, N_max)), N_max, 1e-3, 4 * m * d, repeats, args.quick)
     out = []
     for h in widths:
         for N in depths:
-            dims = (d,) + (h,) * (N - 1) + (1,)
             gd_flops = 4 * m * d + 6 * (d * h + (N - 2) * h * h + h)  # data + the layer chain
-            r = compare(loss_fn, dims, 1e-3, 0.01, repeats, args.quick, gd_flops, 4 * m * d)
-            r.update(width=h, depth=N, load_average=C.load_average())
+            r = {"width": h, "depth": N, **gd_cost(loss_fn, init(h, N), 1e-3, gd_flops, repeats, args.quick),
+                 **shared}
+            r["e2e_over_gd"] = r["e2e_step_us"] / r["gd_step_us"]
+            r["load_average"] = C.load_average()
             print(f"  gas h={h} N={N}: GD {r['gd_step_us']:.1f} us, e2e {r['e2e_step_us']:.1f} us "
                   f"-> e2e/GD {r['e2e_over_gd']:.2f}", flush=True)
             out.append(r)
     return out
+
+
+def cheaper_from(rows) -> dict[int, int | None]:
+    """Per depth: the smallest width from which on the end-to-end update is cheaper than GD
+    (ratio < 1 at that width and every larger one), or None."""
+    out = {}
+    for N in sorted({r["depth"] for r in rows}):
+        ordered = sorted((r for r in rows if r["depth"] == N), key=lambda r: r["width"])
+        start = None
+        for r in ordered:
+            start = (start or r["width"]) if r["e2e_over_gd"] < 1 else None
+        out[N] = start
+    return out
+
+
+def cheaper_line(rows, what: str) -> str:
+    parts = [f"N = {N}: " + (f"from {what} {w} on" if w is not None else "at no measured width")
+             for N, w in cheaper_from(rows).items()]
+    return "End-to-end update cheaper than GD on the network — " + "; ".join(parts) + "."
 
 
 def markdown(report):
@@ -142,14 +189,17 @@ def markdown(report):
     return "\n".join([
         "## End-to-end dynamics vs GD on the network (`benchmarks/e2e_cost.py`)", "",
         C.machine_line(report["machine"], report["load_start"], report["load_end"]), "",
+        C.gpu_line(report["machine"]), "",
         "Per-step cost (µs, slope between S and 2S steps), float32, one run. The end-to-end "
-        "update is cheaper where the last ratio is below 1.", "",
+        "update is cheaper where \"e2e / GD\" is below 1. Its cost (and `preconditioner_apply`'s) "
+        "does not depend on N (a traced number), so it is measured once per width, at the largest N.", "",
         "### Square whitened ℓ2 (n × n end-to-end matrix)", "",
         C.table(["width n", "depth N", "GD step", "end-to-end step", "`preconditioner_apply` (jit)",
                  "… (eager call)", "full SVD alone", "e2e / GD", "load avg"], rows), "",
+        cheaper_line(report["square"], "width"), "",
         "### Single output: gas-sensor ℓ4 (d_0 = 128, d_N = 1)", "",
         C.table(["hidden width h", "depth N", "GD step", "end-to-end step", "e2e / GD", "load avg"], rows1),
-        "",
+        "", cheaper_line(report["single_output"], "hidden width"), "",
     ])
 
 
@@ -166,8 +216,9 @@ def main(argv=None):
     print("[single output]", flush=True)
     report["single_output"] = single_output(args, repeats)
     report["load_end"] = C.load_average()
-    json_path, md_path = C.output_paths(args, "e2e_cost")
-    C.save(json_path, md_path, "e2e_cost", report, markdown(report))
+    name = C.section_name("e2e_cost", device)
+    json_path, md_path = C.output_paths(args, name)
+    C.save(json_path, md_path, name, report, markdown(report))
     return report
 
 

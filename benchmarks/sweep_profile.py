@@ -9,7 +9,8 @@ Variants, each a change of one thing against the library's ``sweep``:
 
 * ``sweep`` — :func:`overparam_jax.sweep` as shipped (padded depth, finiteness checks and
   ``jnp.where`` freezing of every leaf, ``value_and_grad`` through ``multi_dot``, records
-  with an SVD every ``save_every = steps / 10``).
+  with an SVD every ``save_every = steps / 10``: the S and 2S calls both record 10
+  times, so the records cancel in the slope).
 * ``sweep_old_loss_layout`` — the library with the loss written as ``lp_loss`` was before
   this issue: residual ``X @ W_e.T`` (batched, an (m, runs) array XLA transposes twice).
 * ``sweep_no_checks`` — the library with the divergence checks and freezing removed
@@ -27,12 +28,16 @@ Variants, each a change of one thing against the library's ``sweep``:
   what the matmul library achieves on these shapes.
 
 Workload B's problem (whitened ℓ2, square width ``--b-width`` 256, depth 4,
-``--b-seeds`` 8 runs, slope between ``--b-steps`` 20 and 40) with the variants ``sweep``,
+``--b-seeds`` 8 runs, slope between ``--b-steps`` 10 and 20) with the variants ``sweep``,
 ``sweep_no_checks``, ``sweep_records_every_2``, ``bare`` (a hand-written vmapped scan of
 plain GD, autodiff through ``multi_dot``) and ``matmul_only`` (the 3(N − 1) batched n × n
 products of a step and nothing else).
 
-    python benchmarks/sweep_profile.py [--seeds 64] [--steps 200] [--b-width 256] [--quick]
+Slope lengths: S = 50 steps for A (one S-step call of the 1024 runs takes ~0.6 s on 2
+cores, so the difference of the S and 2S calls is well above timer noise) and S = 10 for B
+(~0.5 s per call); chosen so the full run stays near 3.5 minutes on the 2-core machine.
+
+    python benchmarks/sweep_profile.py [--seeds 64] [--steps 50] [--b-width 256] [--quick]
 """
 
 from __future__ import annotations
@@ -235,10 +240,10 @@ def slope(run, steps: int, repeats: int, runs: int, quick: bool = False) -> dict
     return {**r, "us_per_run_step": 1e6 * r["step_s"] / runs, "us_per_step": 1e6 * r["step_s"]}
 
 
-def float64_subprocess(args) -> dict[str, Any]:
+def float64_subprocess(args, repeats: int) -> dict[str, Any]:
     """The library sweep in float64 (x64 must be enabled before anything is traced)."""
     cmd = [sys.executable, __file__, "--_float64-child", "--seeds", str(args.seeds),
-           "--steps", str(args.steps), "--repeats", str(args.repeats or 1)] + (["--quick"] if args.quick else [])
+           "--steps", str(args.steps), "--repeats", str(repeats)] + (["--quick"] if args.quick else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                          env={**os.environ, "JAX_ENABLE_X64": "1"})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -322,10 +327,10 @@ def run_variants(variants, steps, repeats, runs, quick):
 def main(argv=None):
     parser = C.base_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=64, help="workload A seeds (x16 runs)")
-    parser.add_argument("--steps", type=int, default=200, help="workload A: slope between steps and 2 steps")
+    parser.add_argument("--steps", type=int, default=50, help="workload A: slope between steps and 2 steps")
     parser.add_argument("--b-width", type=int, default=256)
     parser.add_argument("--b-seeds", type=int, default=8)
-    parser.add_argument("--b-steps", type=int, default=20)
+    parser.add_argument("--b-steps", type=int, default=10)
     parser.add_argument("--_float64-child", action="store_true", help=argparse_suppress())
     args = parser.parse_args(argv)
     global DEPTHS
@@ -358,7 +363,7 @@ def main(argv=None):
         "matmul_only": lambda: matmul_runner(X, args.seeds, jnp.float32),
     }
     results = run_variants(variants, args.steps, repeats, runs, args.quick)
-    results["sweep_float64"] = float64_subprocess(args)
+    results["sweep_float64"] = float64_subprocess(args, repeats)
     results["sweep_float64"]["load_average"] = C.load_average()
     print(f"{'sweep_float64':24s} {results['sweep_float64']['us_per_run_step']:10.2f} us/run-step", flush=True)
     for r in results.values():
@@ -385,8 +390,9 @@ def main(argv=None):
               "b": {"width": n, "depth": B_DEPTH, "runs": b_runs, "steps": args.b_steps,
                     "flops_per_run_step": b_flops, "floor_us_per_run_step_at_peak": b_flops / peak["gflops"] / 1e3,
                     "variants": b_results}}
-    json_path, md_path = C.output_paths(args, "sweep_profile")
-    C.save(json_path, md_path, "sweep_profile", report, markdown(report))
+    name = C.section_name("sweep_profile", device)
+    json_path, md_path = C.output_paths(args, name)
+    C.save(json_path, md_path, name, report, markdown(report))
     return report
 
 
@@ -433,6 +439,7 @@ def markdown(report):
     return "\n".join([
         "## What the sweep's step costs (`benchmarks/sweep_profile.py`)", "",
         C.machine_line(report["machine"], report["load_start"], report["load_end"]), "",
+        C.gpu_line(report["machine"]), "",
         f"Per-step cost by the slope between S and 2S steps (fixed per-call costs excluded). "
         f"Matmul peak {report['peak']['gflops']:.1f} GFLOP/s.", "",
         f"### Workload A's problem: {report['runs']} runs, S = {report['steps']}; "

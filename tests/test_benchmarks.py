@@ -80,8 +80,19 @@ def test_throughput_implementations_agree_and_report_ratios(reports):
     assert b["minimal_flops_per_run_step"] == 6 * (N - 1) * n**3
     assert cfg["num_steps"] % cfg["save_every"] == 0
     assert "bytes" in doc["workloads"]["A"]
+    floors = doc["workloads"]["A"]["bandwidth_floors"]
+    assert floors["batched_binding"] in ("compute", "memory bandwidth")
+    assert _positive(floors["batched_dram_us"]) and _positive(floors["single_run_cache_8MiB_us"])
+    for name, wl in doc["workloads"].items():  # every goal of the issue, judged from the numbers
+        for g in wl["goals"]:
+            if g["impl"].startswith("torch") and not HAS_TORCH:
+                assert g["met"] is None and g["value"] is None
+            else:
+                assert isinstance(g["met"], bool) and _positive(g["value"]), (name, g)
+    assert {g["impl"] for g in doc["workloads"]["A"]["goals"]} == {"sweep", "torch_eager", "jax_step_loop"}
     md = (reports["_dir"] / "RESULTS.md").read_text()
-    assert "<!-- begin:throughput -->" in md and "Workload A" in md
+    assert "<!-- begin:throughput -->" in md and "Workload A" in md and "Goals (issue 9)" in md
+    assert "GPU: not measured" in md
 
 
 def test_sweep_profile_reports_every_variant(reports):
@@ -99,6 +110,8 @@ def test_scaling_points_and_plot(reports):
     assert [p["runs"] for p in doc["seeds"]] == sorted(p["runs"] for p in doc["seeds"])
     for p in doc["seeds"] + doc["width"] + doc["depth"]["whitened"] + doc["depth"]["gas"]:
         assert _positive(p["step_us"]) and p["compile_s"] >= 0
+    assert doc["depth"]["whitened"][0]["depth"] == doc["depth"]["gas"][0]["depth"] == 1  # the issue's 1 … 16
+    assert 1 in doc["padding"][0]["depths"]
     for p in doc["padding"]:
         assert _positive(p["step_padded_us"]) and _positive(p["step_per_depth_us"])
         assert p["crossover_steps"] == "inf" or p["crossover_steps"] >= 0
@@ -115,6 +128,32 @@ def test_e2e_cost_compares_both_problems(reports):
             assert _positive(r[key]), (r["width"], r["depth"], key)
     for r in doc["single_output"]:
         assert _positive(r["e2e_over_gd"])
+    md = (reports["_dir"] / "RESULTS.md").read_text()
+    assert "End-to-end update cheaper than GD" in md
+
+
+def test_summary_is_derived_from_every_scripts_json(reports):
+    """The summary of RESULTS.md renders from the smoke runs' JSON (and refuses to call a
+    smoke run a measurement when it summarizes a directory)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import summarize
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    lines = (summarize.throughput_lines(reports["throughput"]) + summarize.profile_lines(reports["sweep_profile"])
+             + summarize.scaling_lines(reports["scaling"]) + summarize.e2e_lines(reports["e2e_cost"]))
+    text = "\n".join(lines)
+    assert "Workload A" in text and "Workload B" in text and "Goals (issue 9)" in text
+    assert "Padded depth" in text and "End-to-end" in text
+    assert "only a `--quick` smoke run" in summarize.summary(reports["_dir"], total_s=60.0)
+
+
+def test_run_all_runs_every_script_in_full_mode():
+    """run_all.sh runs the four scripts (no --quick) and the summary, and prints the total."""
+    text = (BENCHMARKS / "run_all.sh").read_text()
+    assert "--quick" not in text and "summarize.py" in text and "total" in text
+    for name in SCRIPTS:
+        assert name in text
 
 
 def test_quick_runs_never_touch_the_measured_results(reports):

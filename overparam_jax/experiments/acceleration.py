@@ -452,7 +452,7 @@ def _sweep_loss(problem, *, depths, seeds, learning_rates, init_std, num_steps, 
     return res.trajectory  # leading axes (seed, lr, scale, depth)
 
 
-def _gd_sweep(problem, config, lr, depths, seeds, report, checkpoint) -> _GD:
+def _gd_sweep(problem, config, lr, depths, seeds, report, checkpoint=None) -> _GD:
     """GD on ``depths`` × ``seeds`` at one learning rate: one compiled, vmapped sweep."""
     traj = _sweep_loss(problem, depths=depths, seeds=seeds, learning_rates=[lr],
                        init_std=config.init_std, num_steps=config.num_steps,
@@ -470,7 +470,7 @@ def _gd_sweep(problem, config, lr, depths, seeds, report, checkpoint) -> _GD:
     )
 
 
-def _pilot_gd(problem: _Problem, config: AccelerationConfig, report, checkpoint) -> dict[str, Any]:
+def _pilot_gd(problem: _Problem, config: AccelerationConfig, report, checkpoint=None) -> dict[str, Any]:
     """Pilots A and B of the protocol (module docstring); returns the JSON-ready record."""
     grid = sorted(config.lr_grid)
     a_every = config.pilot_steps // 10
@@ -514,7 +514,8 @@ def _pilot_gd(problem: _Problem, config: AccelerationConfig, report, checkpoint)
     }
 
 
-def _pilot_optimizers(problem: _Problem, config: AccelerationConfig, report, checkpoint) -> dict[str, Any]:
+def _pilot_optimizers(problem: _Problem, config: AccelerationConfig, report,
+                      checkpoint=None) -> dict[str, Any]:
     grid = sorted(config.optimizer_lr_grid)
     specs = [_Spec(f"{m}_d{d}", m, d, lr) for m, d in _OPTIMIZERS for lr in grid]
     callback = report(f"{problem.name} optimizer pilot ({len(specs)} runs, no inner progress)")
@@ -535,7 +536,8 @@ def _pilot_optimizers(problem: _Problem, config: AccelerationConfig, report, che
     return out
 
 
-def _e2e_sweep(problem: _Problem, config: AccelerationConfig, lr: float, report, checkpoint) -> _Baselines:
+def _e2e_sweep(problem: _Problem, config: AccelerationConfig, lr: float, report,
+               checkpoint=None) -> _Baselines:
     """The discrete end-to-end update of every ``end_to_end_depths`` from the same W_e(0)."""
     depths, seeds = config.end_to_end_depths, config.seeds[: config.baseline_seeds]
     res = sweep(

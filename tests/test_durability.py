@@ -287,3 +287,22 @@ def test_reproduce_refuses_a_checkpoint_of_another_configuration(cli_env, tmp_pa
     assert proc.returncode == 2
     assert proc.stderr.startswith("overparam-jax: error: checkpoint") and proc.stderr.count("\n") == 1
     assert "different configuration" in proc.stderr
+
+
+def test_sigterm_stops_a_reproduce_run_like_ctrl_c(tmp_path, monkeypatch, capsys):
+    # A job scheduler's SIGTERM: the same clean stop as Ctrl-C (exit 130, one line, resume hint).
+    from overparam_jax.cli import main
+    from overparam_jax.experiments import acceleration
+
+    def terminated(config, *, progress=None, checkpoint=None):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this returns
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(acceleration, "run_acceleration_experiment", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    status = main(["reproduce", "acceleration", "--quick", "--no-progress", "--out", str(tmp_path)])
+    assert status == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"overparam-jax: interrupted; rerun the same command to resume from {tmp_path / 'checkpoint'}{os.sep}"
+    assert signal.getsignal(signal.SIGTERM) == before  # restored for the caller

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import platform
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -53,28 +53,23 @@ def run_metadata() -> dict[str, Any]:
     }
 
 
-def _default_file_mode() -> int:
-    """``0o666`` less the process umask: the mode ``open(path, "w")`` would give."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename), with the usual
-    file mode (``mkstemp`` alone would leave it readable by the owner only)."""
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename), with the usual file
+    mode (0o666 less the umask). The temporary's name is fixed before it is created, so an
+    interrupt (Ctrl-C, SIGTERM) at any point removes it; only SIGKILL can leave one behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        os.fchmod(fd, _default_file_mode())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from overparam_jax.checkpoint import CheckpointMismatch
+
 __all__ = ["main"]
 
 
@@ -125,7 +127,7 @@ def _prepare_run(args: argparse.Namespace, experiment: str, config) -> Any:
 
     import jax
 
-    from overparam_jax.checkpoint import CheckpointDir, CheckpointMismatch
+    from overparam_jax.checkpoint import CheckpointDir
 
     _enable_compilation_cache(jax)
     out = Path(args.out)
@@ -391,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UserError as e:
+        print(f"overparam-jax: error: {e}", file=sys.stderr)
+        return 2
+    except CheckpointMismatch as e:  # a stage's file, found while running
         print(f"overparam-jax: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -159,6 +159,13 @@ def test_protocol_is_recorded_and_followed(quick):
         assert b["depths"] == list(c.depths) and b["steps"] == c.stability_steps
         assert rec["lr_gd_stable_in_pilot"]
         assert rec["lr_gd"] == next(lr for lr, ok in zip(b["learning_rates"], b["stable"]) if ok)
+        # Pilot B is as long as the run: its runs at lr_gd are the main panel's seed 0
+        # (checked against NumPy iterations in test_first_records_follow_...).
+        assert rec["main_seed_0_from_pilot_b"]
+        chosen = b["learning_rates"].index(rec["lr_gd"])
+        for k, depth in enumerate(c.depths):
+            final = doc["curves"][name][f"gd_depth_{depth}"]["loss"][0][-1]
+            np.testing.assert_allclose(final, b["final_loss"][chosen][k], rtol=1e-5)  # JSON: 6 digits
         for curve in doc["curves"][name].values():
             if curve["method"] in ("gd", "end_to_end") and not curve["label"].endswith("own largest stable lr"):
                 assert curve["learning_rate"] == rec["lr_gd"]
@@ -172,7 +179,7 @@ def test_l2_linear_model_lr_matches_the_stability_edge():
                        lr_grid=(3.162e-3, 1e-2, 3.162e-2), num_steps=100, save_every=10,
                        stability_steps=100)
     problem = A._problems(["l2"])["l2"]
-    rec = A._pilot_gd(problem, c, lambda stage: None)
+    rec, _ = A._pilot_gd(problem, c, lambda stage: None)
     assert max(lr for lr in c.lr_grid if lr < edge) == rec["lr_linear"] == 1e-2
     assert rec["pilot_a"]["stable"] == [True, True, False]
 

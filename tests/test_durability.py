@@ -167,6 +167,23 @@ def test_checkpoint_folder_of_another_configuration_is_refused(tmp_path):
         ckpt.CheckpointDir(tmp_path, experiment="init", config={"num_steps": 10, "seed": 0})
 
 
+def test_cli_stage_file_of_another_computation_is_one_line_exit_2(tmp_path, capsys):
+    # The manifest matches, but a stage's file was written by another computation: the run
+    # stops there with one line, and the file is left as it was.
+    from overparam_jax.cli import main
+    from overparam_jax.experiments import acceleration
+
+    folder = ckpt.CheckpointDir(tmp_path / "checkpoint", experiment="acceleration",
+                                config=acceleration.quick_config()._asdict())
+    stage = ckpt.save_checkpoint(folder.stage("l2_pilot_a"), {"other": 1}, {"carry": None})
+    before = stage.read_bytes()
+    status = main(["reproduce", "acceleration", "--quick", "--no-progress", "--out", str(tmp_path)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 2 and lines[0].startswith("resuming from"), lines
+    assert lines[1].startswith("overparam-jax: error: checkpoint ") and "l2_pilot_a" in lines[1], lines
+    assert stage.read_bytes() == before
+
+
 def test_cnn_training_resumes_bit_identical(mnist_dir, tmp_path):
     from overparam_jax import load_mnist
 

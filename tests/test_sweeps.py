@@ -105,18 +105,25 @@ SHARDED_SCRIPT = textwrap.dedent("""
               learning_rates=[0.05, 0.1], init_scales=[0.3], num_steps=40, save_every=20)
     assert len(r.trajectory.loss.sharding.device_set) == 4, r.trajectory.loss.sharding
     np.save(sys.argv[1], np.asarray(r.trajectory.loss))
+    # 3 seeds x 2 depths = 6 runs: padded to 8 (the last run twice more), copies dropped
+    odd = sweep(loss, input_dim=6, output_dim=1, hidden_width=3, depths=[1, 3], seeds=[0, 1, 2],
+                learning_rates=[0.1], init_scales=[0.3], num_steps=40, save_every=20)
+    assert odd.trajectory.loss.shape[:4] == (3, 1, 1, 2), odd.trajectory.loss.shape
+    np.save(sys.argv[2], np.asarray(odd.trajectory.loss))
 """)
 
 
 def test_sharded_sweep_over_four_cpu_devices_equals_single_device(tmp_path):
-    out = tmp_path / "sharded.npy"
+    out, out_odd = tmp_path / "sharded.npy", tmp_path / "odd.npy"
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(out)], env=env,
+    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(out), str(out_odd)], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = sweep(LOSS, input_dim=6, output_dim=1, hidden_width=3, depths=[1, 3], seeds=[0, 1, 2, 3],
                    learning_rates=[0.05, 0.1], init_scales=[0.3], num_steps=40, save_every=20)
     np.testing.assert_allclose(np.load(out), single.trajectory.loss, rtol=1e-13)
+    # a run count that does not divide over the devices: same runs as on one device
+    np.testing.assert_allclose(np.load(out_odd), single.trajectory.loss[:3, 1:], rtol=1e-13)
 
 
 # ---- bad input -----------------------------------------------------------------------

@@ -42,7 +42,9 @@ both losses, decided before the main runs and never adjusted per depth:
    ~6.6·10⁴ steps, and at the next grid value (3.16·10⁻⁴) after ~7·10⁵ steps in every
    seed — which a first version of this protocol, with a 10⁵-step pilot B, chose. The
    extra depths 4–8 get the chosen rate too; whether they diverge is reported, not tuned
-   for.
+   for. When pilot B is as long as the run (the default), its runs at the chosen rate
+   *are* seed ``seeds[0]`` of the main panel (the same computation, not repeated), and
+   the main sweep runs the other seeds.
 4. Because step 3 can leave the linear model below its own best rate, the linear model
    is also run at ``lr_linear`` ("GD depth 1, own lr") as a fair reference.
 5. Optimizers (AdaGrad, AdaDelta, Adam on the linear model; Adam on depth 3), on the
@@ -100,7 +102,7 @@ from overparam_jax.datasets import load_gas_ethanol
 from overparam_jax.dynamics import Trajectory, optax_descent
 from overparam_jax.losses import LossFn, lp_loss
 from overparam_jax.networks import end_to_end, init_balanced
-from overparam_jax.sweeps import pad_to_depth, sweep
+from overparam_jax.sweeps import pad_to_depth, shard_runs, sweep
 
 __all__ = [
     "AccelerationConfig",
@@ -359,9 +361,10 @@ def _baseline_runs(
         opt = baseline_transformation(method, lr, mask)
         return optax_descent(problem.loss_fn, p, opt, num_steps=num_steps, save_every=save_every)
 
-    traj = jax.vmap(one)(stack(params), stack(masks), jnp.asarray(methods), jnp.asarray(lrs, _DTYPE))
+    runs, n = shard_runs((stack(params), stack(masks), jnp.asarray(methods), jnp.asarray(lrs, _DTYPE)))
+    traj = jax.vmap(one)(*runs)
     shape = (len(specs), len(seeds))
-    return jax.tree_util.tree_map(lambda x: x.reshape(shape + x.shape[1:]), traj)
+    return jax.tree_util.tree_map(lambda x: x[:n].reshape(shape + x.shape[1:]), traj)
 
 
 # --------------------------------------------------------------------------------------
@@ -452,26 +455,46 @@ def _sweep_loss(problem, *, depths, seeds, learning_rates, init_std, num_steps, 
     return res.trajectory  # leading axes (seed, lr, scale, depth)
 
 
-def _gd_sweep(problem, config, lr, depths, seeds, report, checkpoint=None) -> _GD:
-    """GD on ``depths`` × ``seeds`` at one learning rate: one compiled, vmapped sweep."""
-    traj = _sweep_loss(problem, depths=depths, seeds=seeds, learning_rates=[lr],
-                       init_std=config.init_std, num_steps=config.num_steps,
-                       save_every=config.save_every,
-                       progress=report(f"{problem.name} GD, depths {list(depths)} × {len(seeds)} seeds"),
-                       checkpoint=_stage(checkpoint, f"{problem.name}_gd_depths_{'_'.join(map(str, depths))}"))
-    padded = jax.tree_util.tree_map(lambda x: x[:, 0, 0], traj.final)
-    W_e = jax.vmap(jax.vmap(end_to_end))(tuple(padded))
-    bal = np.asarray(traj.balancedness)[:, 0, 0]
+def _gd_from(traj: Trajectory, lr: float, depths: Sequence[int], lr_index: int = 0) -> _GD:
+    """The runs at ``learning_rates[lr_index]`` of a sweep trajectory (axes seed, lr, scale, depth)."""
+    pick = lambda x: np.asarray(x)[:, lr_index, 0]
+    padded = jax.tree_util.tree_map(lambda x: x[:, lr_index, 0], traj.final)
+    bal = pick(traj.balancedness)
     return _GD(
-        lr=lr, depths=tuple(depths), loss=np.asarray(traj.loss)[:, 0, 0],
-        diverged_at=np.asarray(traj.diverged_at)[:, 0, 0],
+        lr=lr, depths=tuple(depths), loss=pick(traj.loss), diverged_at=pick(traj.diverged_at),
         balancedness_t0=float(np.max(bal[..., 0])), balancedness_max=np.max(bal, axis=-1),
-        final_W_e=np.asarray(W_e),
+        final_W_e=np.asarray(jax.vmap(jax.vmap(end_to_end))(tuple(padded))),
     )
 
 
-def _pilot_gd(problem: _Problem, config: AccelerationConfig, report, checkpoint=None) -> dict[str, Any]:
-    """Pilots A and B of the protocol (module docstring); returns the JSON-ready record."""
+def _gd_sweep(problem, config, lr, depths, seeds, report, checkpoint=None, done: _GD | None = None) -> _GD:
+    """GD on ``depths`` × ``seeds`` at one learning rate: one compiled, vmapped sweep.
+
+    ``done``: the runs of the first seeds, already computed (pilot B's runs at the chosen
+    rate); only the other seeds are run, and the result holds all of them in order.
+    """
+    n_done = 0 if done is None else done.loss.shape[0]
+    if n_done == len(seeds):
+        return done
+    rest = seeds[n_done:]
+    traj = _sweep_loss(problem, depths=depths, seeds=rest, learning_rates=[lr],
+                       init_std=config.init_std, num_steps=config.num_steps,
+                       save_every=config.save_every,
+                       progress=report(f"{problem.name} GD, depths {list(depths)} × {len(rest)} seeds"),
+                       checkpoint=_stage(checkpoint, f"{problem.name}_gd_depths_{'_'.join(map(str, depths))}"))
+    new = _gd_from(traj, lr, depths)
+    if done is None:
+        return new
+    joined = {f: np.concatenate([getattr(done, f), getattr(new, f)])
+              for f in ("loss", "diverged_at", "balancedness_max", "final_W_e")}
+    return new._replace(balancedness_t0=max(done.balancedness_t0, new.balancedness_t0), **joined)
+
+
+def _pilot_gd(
+    problem: _Problem, config: AccelerationConfig, report, checkpoint=None
+) -> tuple[dict[str, Any], _GD | None]:
+    """Pilots A and B of the protocol (module docstring): the JSON-ready record, and pilot
+    B's runs at the chosen rate when they can stand for seed ``seeds[0]`` of the main panel."""
     grid = sorted(config.lr_grid)
     a_every = config.pilot_steps // 10
     # Depth 2 rides along: `sweep` fails for a maximal depth of 1 (an empty balancedness
@@ -493,7 +516,10 @@ def _pilot_gd(problem: _Problem, config: AccelerationConfig, report, checkpoint=
         "diverged_at": div.T.tolist(),
     }
     below = [lr for lr in grid if lr <= lr_linear][::-1][: config.stability_candidates]
-    b_every = config.stability_steps // 10
+    # As long as the main run, pilot B records like it, and its runs at the chosen rate
+    # become seed seeds[0] of the main panel (the same computation).
+    reusable = config.stability_steps == config.num_steps
+    b_every = config.save_every if reusable else config.stability_steps // 10
     traj = _sweep_loss(problem, depths=config.depths, seeds=config.seeds[:1], learning_rates=below,
                        init_std=config.init_std, num_steps=config.stability_steps, save_every=b_every,
                        progress=report(f"{problem.name} pilot B (same lr, depths {list(config.depths)})"),
@@ -507,11 +533,12 @@ def _pilot_gd(problem: _Problem, config: AccelerationConfig, report, checkpoint=
         "learning_rates": below, "stable": stable_b.tolist(), "diverged_at": div_b.tolist(),
         "final_loss": loss_b[..., -1].tolist(),
     }
-    return {
-        "pilot_a": pilot_a, "pilot_b": pilot_b, "lr_linear": lr_linear,
-        "lr_gd": chosen if chosen is not None else min(below),
-        "lr_gd_stable_in_pilot": chosen is not None,
+    lr_gd = chosen if chosen is not None else min(below)
+    record = {
+        "pilot_a": pilot_a, "pilot_b": pilot_b, "lr_linear": lr_linear, "lr_gd": lr_gd,
+        "lr_gd_stable_in_pilot": chosen is not None, "main_seed_0_from_pilot_b": reusable,
     }
+    return record, (_gd_from(traj, lr_gd, config.depths, below.index(lr_gd)) if reusable else None)
 
 
 def _pilot_optimizers(problem: _Problem, config: AccelerationConfig, report,
@@ -628,7 +655,7 @@ def run_acceleration_experiment(
     protocol, gd, gd_extra, baselines, checks = {}, {}, {}, {}, {}
     for name, problem in problems.items():
         t = time.perf_counter()
-        record = _pilot_gd(problem, config, report, checkpoint)
+        record, seed_0 = _pilot_gd(problem, config, report, checkpoint)
         seconds[f"{name}_pilots_gd"] = time.perf_counter() - t
         if name in config.optimizer_losses:
             t = time.perf_counter()
@@ -638,7 +665,7 @@ def run_acceleration_experiment(
 
         t = time.perf_counter()
         gd[name] = _gd_sweep(problem, config, record["lr_gd"], config.depths, config.seeds, report,
-                             checkpoint)
+                             checkpoint, done=seed_0)
         seconds[f"{name}_gd"] = time.perf_counter() - t
         if config.extra_depths:
             t = time.perf_counter()
@@ -1061,7 +1088,8 @@ def result_to_dict(result: AccelerationResult) -> dict[str, Any]:
                 "pilot A: GD on the linear model at every lr of lr_grid, all seeds, pilot_steps; "
                 "stable = finite throughout and final < initial loss for every seed; lr_linear = largest stable",
                 "pilot B: depths `depths` at the stability_candidates largest grid values <= lr_linear, "
-                "seeds[0], stability_steps; lr_gd = largest at which every depth is stable; used for every depth",
+                "seeds[0], stability_steps; lr_gd = largest at which every depth is stable; used for every depth; "
+                "when stability_steps = num_steps its runs at lr_gd are the main panel's seeds[0]",
                 "reference: the linear model also runs at lr_linear when lr_gd < lr_linear",
                 "optimizers: one shared grid optimizer_lr_grid, pilot of optimizer_pilot_steps on seeds[0]; "
                 "each method takes the lr with the lowest finite final pilot loss",

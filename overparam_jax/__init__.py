@@ -43,7 +43,7 @@ from overparam_jax.preconditioner import (
     preconditioner_matrix,
     single_output_velocity,
 )
-from overparam_jax.sweeps import SWEEP_AXES, SweepResult, pad_to_depth, shard_runs, sweep
+from overparam_jax.sweeps import SWEEP_AXES, SweepResult, pad_to_depth, sweep
 
 __version__ = "0.1.0"
 
@@ -84,7 +84,6 @@ __all__ = [
     "preconditioner_matrix",
     "single_output_velocity",
     "standardize_columns",
-    "shard_runs",
     "sweep",
     "whiten",
     "whitened_l2_loss",

@@ -167,9 +167,9 @@ def test_checkpoint_folder_of_another_configuration_is_refused(tmp_path):
         ckpt.CheckpointDir(tmp_path, experiment="init", config={"num_steps": 10, "seed": 0})
 
 
-def test_cli_stage_file_of_another_computation_is_one_line_exit_2(tmp_path, capsys):
+def test_cli_stage_file_of_another_computation_is_one_error_line_exit_2(tmp_path, capsys):
     # The manifest matches, but a stage's file was written by another computation: the run
-    # stops there with one line, and the file is left as it was.
+    # stops there with one error line, and the file is left as it was.
     from overparam_jax.cli import main
     from overparam_jax.experiments import acceleration
 

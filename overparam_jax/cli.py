@@ -142,8 +142,6 @@ def _prepare_run(args: argparse.Namespace, experiment: str, config) -> Any:
     path = Path(args.checkpoint) if args.checkpoint else out / "checkpoint"
     try:
         checkpoint = CheckpointDir(path, experiment=experiment, config=config._asdict())
-    except CheckpointMismatch as e:
-        raise UserError(str(e)) from None
     except OSError as e:
         raise UserError(f"cannot write the checkpoint folder {path}: {e.strerror or e}") from None
     args.resume_hint = f"rerun the same command to resume from {path}{os.sep}"
@@ -392,10 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         return args.handler(args)
-    except UserError as e:
-        print(f"overparam-jax: error: {e}", file=sys.stderr)
-        return 2
-    except CheckpointMismatch as e:  # a stage's file, found while running
+    except (UserError, CheckpointMismatch) as e:  # a mismatch: the manifest or a stage's file
         print(f"overparam-jax: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

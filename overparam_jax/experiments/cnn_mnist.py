@@ -514,6 +514,12 @@ def _make_train_step(key: tuple):
     return optimizer, jax.jit(step, donate_argnums=(0, 1))
 
 
+def _on_host(values: list) -> np.ndarray:
+    """Per-step scalars (device arrays, or NumPy after a resume) as one float64 array; one
+    transfer per value, not ``jnp.stack`` (a new compile for every list length)."""
+    return np.asarray([np.asarray(x) for x in values], dtype=np.float64)
+
+
 def _train_one(
     name: str,
     dense_depth: int,
@@ -557,7 +563,7 @@ def _train_one(
     def save(done: int) -> None:
         save_checkpoint(checkpoint, fingerprint, {
             "step": done, "params": params, "opt_state": opt_state,
-            "loss": np.asarray(jnp.stack(losses)), "data_loss": np.asarray(jnp.stack(data_losses)),
+            "loss": _on_host(losses), "data_loss": _on_host(data_losses),
             "eval_step": eval_step, "test_accuracy": test_acc, "validation_accuracy": val_acc,
             "seconds": (train_seconds, eval_seconds, first_step_seconds),
         })
@@ -601,8 +607,8 @@ def _train_one(
     return CNNRun(
         name=name,
         param_count=n_params,
-        loss=np.asarray([np.asarray(x) for x in losses], dtype=np.float64),
-        data_loss=np.asarray([np.asarray(x) for x in data_losses], dtype=np.float64),
+        loss=_on_host(losses),
+        data_loss=_on_host(data_losses),
         eval_step=np.asarray(eval_step),
         test_accuracy=np.asarray(test_acc),
         validation_accuracy=np.asarray(val_acc),

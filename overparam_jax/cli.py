@@ -35,8 +35,16 @@ def _build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="run the numerical checks of every theorem and claim")
     v.add_argument("--full", action="store_true", help="larger sizes and more samples")
     v.add_argument("--only", action="append", metavar="NAME", help="run only this check (repeatable)")
-    v.add_argument("--list", action="store_true", help="list the checks and exit")
+    v.add_argument("--list", action="store_true",
+                   help="list the checks (claim, regime, threshold, mutants) and exit")
+    v.add_argument("--self-test", action="store_true",
+                   help="run every check on the library (must PASS) and on each of its mutants, "
+                   "wrong implementations it must FAIL on; print the table and the mutation score")
+    v.add_argument("--fail-fast", action="store_true", help="stop at the first check that fails")
     v.add_argument("--json", metavar="PATH", help="write every figure, the configuration and versions")
+    v.add_argument("--markdown", metavar="PATH",
+                   help="with --self-test: write the checks' reference page (claims, regimes, figures, "
+                   "mutants) from the same numbers as --json")
     v.add_argument("--plots", metavar="DIR", help="write a PNG per check that has a picture")
     v.add_argument("--seed", type=int, default=0, help="integer seed (default 0)")
     v.set_defaults(handler=_cmd_verify)
@@ -179,29 +187,36 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     jax.config.update("jax_enable_x64", True)  # theorem checks run in float64 (STYLE.md)
     _enable_compilation_cache(jax)
-    from overparam_jax.verify import VerifyConfig, all_checks, get_check, run_check
-    from overparam_jax.verify.report import (
-        format_table,
-        summary_line,
-        write_plots,
-        write_report_json,
-    )
+    from overparam_jax.verify import VerifyConfig, all_checks, get_check
+    from overparam_jax.verify.report import format_check_list
 
-    if args.list:
-        for c in all_checks():
-            print(f"{c.name:32s} {c.section:6s} {c.claim}")
-        return 0
     try:
         checks = [get_check(n) for n in args.only] if args.only else all_checks()
     except ValueError as e:
         raise UserError(str(e)) from None
+    if args.list:
+        print(format_check_list(checks))
+        return 0
+    if args.markdown and not args.self_test:
+        raise UserError("--markdown needs --self-test (the page lists each check's mutants)")
     config = VerifyConfig(full=args.full, seed=args.seed)
+    if args.self_test:
+        return _verify_self_test(args, checks, config)
+    return _verify_checks(args, checks, config)
+
+
+def _verify_checks(args: argparse.Namespace, checks, config) -> int:
+    from overparam_jax.verify import run_check
+    from overparam_jax.verify.report import format_table, summary_line, write_plots, write_report_json
+
     start, results = time.perf_counter(), []
     for i, check in enumerate(checks, 1):
         print(f"[{i}/{len(checks)}] {check.name} ...", end="", file=sys.stderr, flush=True)
         results.append(run_check(check, config))
         r = results[-1]
         print(f" {'PASS' if r.passed else 'FAIL'} ({r.seconds:.1f} s)", file=sys.stderr, flush=True)
+        if args.fail_fast and not r.passed:
+            break
     print(format_table(results))
     print(summary_line(results, time.perf_counter() - start))
     if args.json:
@@ -209,6 +224,45 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.plots:
         _write_or_fail(lambda: write_plots(args.plots, results), args.plots)
     return 0 if all(r.passed for r in results) else 1
+
+
+def _verify_self_test(args: argparse.Namespace, checks, config) -> int:
+    from overparam_jax.results import atomic_write_text
+    from overparam_jax.verify import CheckResult, self_test
+    from overparam_jax.verify.report import (
+        format_markdown,
+        format_self_test,
+        self_test_document,
+        write_document,
+        write_plots,
+    )
+
+    start = time.perf_counter()
+    total = sum(1 + len(c.mutants) for c in checks)
+    done = 0
+
+    def show(result) -> None:
+        nonlocal done
+        done += 1
+        if isinstance(result, CheckResult):
+            label, verdict = result.name, "PASS" if result.passed else "FAIL"
+        else:
+            label = f"{result.check} / {result.mutant}"
+            verdict = "caught" if result.caught else ("ERROR" if result.error else "MISSED")
+        print(f"[{done}/{total}] {label}: {verdict} ({result.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    report = self_test(checks, config, on_result=show)
+    print(format_self_test(report))
+    print(f"self-test {'passed' if report.ok else 'FAILED'} in {time.perf_counter() - start:.1f} s")
+    document = self_test_document(report, config)
+    if args.json:
+        _write_or_fail(lambda: write_document(args.json, document), args.json)
+    if args.markdown:
+        page = format_markdown(document, checks)
+        _write_or_fail(lambda: atomic_write_text(args.markdown, page), args.markdown)
+    if args.plots:
+        _write_or_fail(lambda: write_plots(args.plots, report.real), args.plots)
+    return 0 if report.ok else 1
 
 
 def _cmd_reproduce_cnn(args: argparse.Namespace) -> int:

@@ -11,27 +11,43 @@ THEORY.md are implemented exactly as written there and checked numerically by
   :math:`\ell(t) \le \ell(0)\,(1 - \eta c^{2(N-1)/N})^t`.
 * Descent lemma: :math:`\ell(t+1) \le \ell(t) - \tfrac{\eta}{2}\,
   \sigma_{\min}(W_e(t))^{2(N-1)/N} \|\nabla\ell(W_e(t))\|_F^2`.
+* Theorem 2 (single output, reconstructed constants): a balanced init whose end-to-end
+  row :math:`w \sim N(0, s^2 I_{d_0})` with :math:`s \le \|\Phi\|_2/\sqrt{a d_0^2}`, GD at
+  its η for its T(ε) iterations, reaches ε with probability at least
+  :math:`(1 - 2e^{-d_0/16})(3 - 4F(2\sqrt{2/a}))/2` (:func:`theorem2_conditions`).
+* The exact probability that such a ``w`` has a deficiency margin above ``c``
+  (:func:`margin_probability_exact`), a one-dimensional integral.
 
 References:
     [ACGH19] Arora, Cohen, Golowich, Hu. A Convergence Analysis of Gradient Descent for
-    Deep Linear Neural Networks. ICLR 2019, Theorem 1 and Lemma 1.
+    Deep Linear Neural Networks. ICLR 2019, Theorems 1 and 2, Lemma 1, Procedure 1.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import numpy as np
 
-from overparam_jax._validation import require_int, require_positive, require_real_values
+from overparam_jax._validation import (
+    require_finite_scalar,
+    require_int,
+    require_positive,
+    require_real_values,
+)
 
 __all__ = [
     "Theorem1Conditions",
+    "Theorem2Conditions",
     "descent_lemma_bound",
     "iterations_to_reach",
+    "margin_probability_exact",
     "theorem1_conditions",
     "theorem1_loss_bound",
+    "theorem2_conditions",
+    "theorem2_probability_bound",
     "wilson_interval",
 ]
 
@@ -124,6 +140,176 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -
     centre = (p + z**2 / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
     return centre - half, centre + half
+
+
+class Theorem2Conditions(NamedTuple):
+    r"""Theorem 2's conditions and guarantee at init scale ``s`` (reconstructed constants).
+
+    Attributes:
+        std_max: :math:`s_{\max} = \|\Phi\|_2 / \sqrt{a d_0^2}`, the largest init scale.
+        margin: :math:`c_0 = s^2 d_0 / (2\|\Phi\|_2)`, the initial deficiency margin the proof
+            works with (the event it shows to have probability at least ``probability``).
+        eta_max: :math:`(s^2 d_0)^{4-2/N} / (10^5 N^3 \|\Phi\|_2^{10-6/N})` (Theorem 1 at
+            margin :math:`c_0`; the proof bounds :math:`2^{4-2/N} \cdot 6144` by :math:`10^5`).
+        horizon: :math:`\tau = \eta\,T(\epsilon) = 4[\ln 4\,(\|\Phi\|_2/(s^2 d_0))^{2-2/N}
+            + \|\Phi\|_2^{2/N-2} \ln(\|\Phi\|_2^2/(8\epsilon))]`, the continuous time GD
+            covers in :math:`T(\epsilon)` steps (the same for every η); the second logarithm is
+            taken as 0 for :math:`\epsilon \ge \|\Phi\|_2^2/8`.
+        num_steps: :math:`T(\epsilon) = \tau / \eta_{\max}`, iterations at ``eta_max``.
+        probability: :func:`theorem2_probability_bound` of ``a`` and ``d_0``.
+    """
+
+    std_max: float
+    margin: float
+    eta_max: float
+    horizon: float
+    num_steps: float
+    probability: float
+
+
+def theorem2_probability_bound(a: float, d_0: int) -> float:
+    r"""Theorem 2's probability bound (reconstructed): :math:`(1 - 2e^{-d_0/16})
+    (3 - 4F(2\sqrt{2/a}))/2`, with :math:`F` the standard normal CDF.
+
+    ACGH19 state that ``d_0 >= 100`` and ``a >= 100`` give more than 0.25.
+
+    Examples:
+        >>> round(theorem2_probability_bound(100.0, 100), 4)
+        0.2762
+    """
+    require_positive("a", a)
+    require_int("d_0", d_0, minimum=1)
+    return (1 - 2 * math.exp(-d_0 / 16)) * (3 - 4 * _normal_cdf(2 * math.sqrt(2 / a))) / 2
+
+
+def theorem2_conditions(
+    std: float, phi_norm: float, d_0: int, depth: int, epsilon: float, *, a: float
+) -> Theorem2Conditions:
+    r"""Theorem 2's learning rate, horizon and probability for init scale ``std`` (ACGH19).
+
+    Setting: :math:`d_N = 1`, whitened :math:`\ell_2` with target :math:`\Phi` of norm
+    ``phi_norm``, a balanced init (Procedure 1) whose end-to-end row has i.i.d.
+    :math:`N(0, s^2)` entries with :math:`s \le \|\Phi\|_2 / \sqrt{a d_0^2}`. Then with
+    probability at least ``probability`` GD at any :math:`\eta \le` ``eta_max`` has
+    :math:`\ell(T) \le \epsilon` for :math:`T \ge` ``horizon / eta``. The formulas for η and T
+    are reconstructed from the proof (Theorem 1 applied at margin :math:`c_0`, then again once
+    the margin reaches :math:`\|\Phi\|_2/2`); see :class:`Theorem2Conditions`.
+
+    Args:
+        std: the init scale ``s > 0``, at most ``std_max``.
+        phi_norm: :math:`\|\Phi\|_2 > 0`.
+        d_0: the input dimension.
+        depth: ``N >= 1``.
+        epsilon: the target loss ``> 0``.
+        a: the theorem's constant ``a > 0``.
+
+    Raises:
+        ValueError: a non-positive argument, or ``std > std_max`` (the theorem does not apply).
+
+    Examples:
+        >>> cond = theorem2_conditions(1e-3, 1.0, 100, 2, 1e-6, a=100.0)
+        >>> cond.std_max, f"{cond.eta_max:.3g}", round(cond.horizon)
+        (0.001, '1.25e-18', 55499)
+    """
+    for name, value in (("std", std), ("phi_norm", phi_norm), ("epsilon", epsilon), ("a", a)):
+        require_positive(name, value)
+    require_int("d_0", d_0, minimum=1)
+    require_int("depth", depth, minimum=1)
+    N, s, f = depth, float(std), float(phi_norm)
+    std_max = f / math.sqrt(a * d_0**2)
+    if s > std_max * (1 + 1e-12):
+        raise ValueError(f"`std` = {s} exceeds Theorem 2's std_max = ||Phi||_2/sqrt(a d_0^2) = {std_max}.")
+    exponent = 2 - 2 / N
+    eta_max = (s**2 * d_0) ** (4 - 2 / N) / (1e5 * N**3 * f ** (10 - 6 / N))
+    # Phase 2 (margin ||Φ||/2 → loss ε) is only needed for ε < ||Φ||²/8, where the loss is ||Φ||²/8.
+    second_phase = max(0.0, math.log(f**2 / (8 * epsilon)))
+    horizon = 4 * (math.log(4) * (f / (s**2 * d_0)) ** exponent + f ** (-exponent) * second_phase)
+    return Theorem2Conditions(
+        std_max=std_max,
+        margin=s**2 * d_0 / (2 * f),
+        eta_max=eta_max,
+        horizon=horizon,
+        num_steps=horizon / eta_max,
+        probability=theorem2_probability_bound(a, d_0),
+    )
+
+
+_QUADRATURE_NODES = 128
+_CHI_WINDOW = 10.0  # the χ_k mass outside √k ± 10 is below 2 e^{-40} (Gaussian concentration)
+
+
+def margin_probability_exact(std: float, d_0: int, phi_norm: float, *, margin: float = 0.0) -> float:
+    r"""Exact :math:`P(\text{deficiency margin of } w > c)` for :math:`w \sim N(0, s^2 I_{d_0})`
+    and a target row :math:`\Phi` of norm :math:`f` (:math:`d_N = 1`, ACGH19 Def. 2).
+
+    This is the end-to-end row of ACGH19's balanced init (Procedure 1). The margin
+    :math:`f - \|w - \Phi\|` exceeds ``c`` iff :math:`w` lies in the ball of radius
+    :math:`\rho = f - c` around :math:`\Phi`. Split :math:`w` into
+    :math:`z = w \cdot \Phi / f \sim N(0, s^2)` and :math:`R = \|w\|^2 - z^2 \sim s^2
+    \chi^2_{d_0 - 1}`, independent; the event is :math:`R < \rho^2` and
+    :math:`|z - f| < \sqrt{\rho^2 - R}`, so with :math:`y = \sqrt{R}/s \sim \chi_{d_0-1}`,
+    :math:`u = f/s`, :math:`r(y) = \sqrt{(\rho/s)^2 - y^2}`,
+
+    .. math:: P = \int_0^{\rho/s} p_{\chi_{d_0-1}}(y)\,
+              \bigl[F(u + r(y)) - F(u - r(y))\bigr]\,dy,
+
+    computed by Gauss-Legendre quadrature in :math:`y = (\rho/s)\sin\varphi` (smooth at
+    :math:`r = 0`) over the :math:`\chi` density's window :math:`\sqrt{d_0-1} \pm 10`.
+    For ``margin = 0`` and small ``s`` it is close to :math:`F(-s(d_0-1)/(2f))`, which tends
+    to 1/2 as :math:`s \to 0`. NumPy and ``math`` only.
+
+    Args:
+        std: ``s > 0``.
+        d_0: the dimension of ``w``, ``>= 1``.
+        phi_norm: :math:`f = \|\Phi\|_2 > 0`.
+        margin: ``c``; the probability is 0 for ``c >= f``.
+
+    Examples:
+        >>> round(margin_probability_exact(1e-3, 100, 1.0), 4)
+        0.4803
+    """
+    require_positive("std", std)
+    require_int("d_0", d_0, minimum=1)
+    require_positive("phi_norm", phi_norm)
+    require_finite_scalar("margin", margin)
+    s, f, k = float(std), float(phi_norm), d_0 - 1
+    rho = f - float(margin)
+    if rho <= 0:
+        return 0.0
+    u, v = f / s, rho / s  # the centre and the radius in units of s
+    if k == 0:  # R = 0: P(|z - f| < ρ)
+        return _normal_interval(u - v, u + v).item()
+    y_low, y_high = max(0.0, math.sqrt(k) - _CHI_WINDOW), min(v, math.sqrt(k) + _CHI_WINDOW)
+    if y_low >= y_high:
+        return 0.0
+    nodes, weights = _gauss_legendre(_QUADRATURE_NODES)
+    lo, hi = math.asin(y_low / v), math.asin(y_high / v)
+    angle = lo + (hi - lo) * (nodes + 1) / 2
+    y, r = v * np.sin(angle), v * np.cos(angle)  # dy = r dφ
+    log_density = (k - 1) * np.log(y) - y**2 / 2 - (k / 2 - 1) * math.log(2) - math.lgamma(k / 2)
+    near = (u - v) + y**2 / (v + r)  # u − r without cancellation
+    integrand = np.exp(log_density) * _normal_interval(near, u + r) * r
+    return float((hi - lo) / 2 * np.sum(weights * integrand))
+
+
+@functools.lru_cache(maxsize=4)
+def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(n)
+
+
+_erfc = np.vectorize(math.erfc, otypes=[float])
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2))
+
+
+def _normal_interval(low, high) -> np.ndarray:
+    """:math:`F(high) - F(low)` elementwise for ``low <= high``, accurate in both tails."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    upper = lambda x: 0.5 * _erfc(x / math.sqrt(2))  # 1 − F(x)
+    lower = lambda x: 0.5 * _erfc(-x / math.sqrt(2))  # F(x)
+    return np.where(low >= 0, upper(low) - upper(high), lower(high) - lower(low))
 
 
 def _require_broadcast(*named: tuple[str, object]) -> dict[str, np.ndarray]:

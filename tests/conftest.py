@@ -42,3 +42,19 @@ def _no_network_data(monkeypatch, tmp_path):
     monkeypatch.delenv("OVERPARAM_JAX_DATA", raising=False)
     monkeypatch.setenv("OVERPARAM_JAX_NO_XLA_CACHE", "1")  # the CLI's disk cache is global state
     os.environ.setdefault("OVERPARAM_JAX_SMOKE", "1")
+
+
+@pytest.fixture(scope="session")
+def verify_report():
+    """``overparam-jax verify --self-test`` once per session: every check on the library
+    and on each of its mutants (tests/test_verify_self_test.py asserts the verdicts; other
+    test modules read the details of the library runs)."""
+    from overparam_jax.verify import VerifyConfig, all_checks, self_test
+
+    return self_test(all_checks(), VerifyConfig())
+
+
+@pytest.fixture(scope="session")
+def verify_results(verify_report):
+    """The library runs of :func:`verify_report`, by check name."""
+    return {r.name: r for r in verify_report.real}

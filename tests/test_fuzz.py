@@ -939,6 +939,52 @@ spec("wilson_interval",
      examples=8)
 
 
+def _theorem2_bound_args(draw):
+    return {"a": draw(st.floats(2.0, 1e3)), "d_0": draw(st.integers(1, 10**4))}
+
+
+spec("theorem2_probability_bound",
+     call=lambda a: theory.theorem2_probability_bound(a["a"], a["d_0"]),
+     valid=_theorem2_bound_args,
+     check=lambda a, out, finite: _check_floats([out], finite),
+     kinds={"a": POSITIVE, "d_0": _ints(1, huge=MAYBE)}, examples=8)
+
+
+def _theorem2_args(draw):
+    d_0, a, phi_norm = draw(st.integers(1, 500)), draw(st.floats(2.0, 1e3)), draw(st.floats(1e-2, 10.0))
+    std_max = phi_norm / math.sqrt(a * d_0**2)
+    return {"std": std_max * draw(st.floats(1e-3, 1.0)), "phi_norm": phi_norm, "d_0": d_0,
+            "depth": draw(st.integers(1, 8)), "epsilon": draw(st.floats(1e-8, 1.0)), "a": a}
+
+
+spec("theorem2_conditions",
+     call=lambda a: theory.theorem2_conditions(a["std"], a["phi_norm"], a["d_0"], a["depth"], a["epsilon"],
+                                               a=a["a"]),
+     valid=_theorem2_args,
+     check=lambda a, out, finite: _check_floats(out, finite),
+     kinds={"std": POSITIVE, "phi_norm": POSITIVE, "d_0": _ints(1, huge=MAYBE), "depth": THEORY_DEPTH,
+            "epsilon": POSITIVE, "a": POSITIVE},
+     domain={"std", "phi_norm", "d_0", "a"},  # a corrupted value may push std above std_max
+     examples=8)
+
+
+def _margin_probability_args(draw):
+    return {"std": draw(st.floats(1e-4, 1.0)), "d_0": draw(st.integers(1, 1000)),
+            "phi_norm": draw(st.floats(1e-2, 10.0)), "margin": draw(st.floats(-1.0, 0.5))}
+
+
+def _check_probability(a, out, finite):
+    _check_floats([out], finite)
+    assert 0.0 <= out <= 1.0, out
+
+
+spec("margin_probability_exact",
+     call=lambda a: theory.margin_probability_exact(a["std"], a["d_0"], a["phi_norm"], margin=a["margin"]),
+     valid=_margin_probability_args, check=_check_probability,
+     kinds={"std": POSITIVE, "d_0": _ints(1, huge=MAYBE), "phi_norm": POSITIVE, "margin": REAL},
+     examples=8)
+
+
 # --------------------------------------------------------------------------------------
 # The properties
 # --------------------------------------------------------------------------------------
@@ -1023,7 +1069,7 @@ def test_bad_arguments_are_refused_by_name_or_handled(fn_name):
 def test_every_public_function_is_fuzzed():
     public = {n for n in oj.__all__ if callable(getattr(oj, n)) and not isinstance(getattr(oj, n), type)}
     public -= {"load_mnist", "load_gas_ethanol", "Params", "LossFn"}  # file readers / type aliases
-    public |= {n for n in theory.__all__ if n != "Theorem1Conditions"}
+    public |= {n for n in theory.__all__ if n not in ("Theorem1Conditions", "Theorem2Conditions")}
     assert public <= set(SPECS), public - set(SPECS)
 
 

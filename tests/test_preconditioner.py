@@ -6,8 +6,8 @@ velocity by the hand formula, finite differences — not the closed form through
 for non-integer depth, where the closed form is the definition, is Λ evaluated (in
 50-digit decimal arithmetic) and applied in NumPy's singular basis.
 
-Run with `python -m pytest tests/test_preconditioner.py`; the `-m slow` cases run every
-verify check of this module with the library (pass) and with wrong implementations (fail).
+The verify checks built on this module, and the wrong implementations they must catch,
+run in tests/test_verify_self_test.py.
 """
 
 import functools
@@ -35,7 +35,6 @@ from overparam_jax import (
     single_output_velocity,
     whitened_l2_loss,
 )
-from overparam_jax.verify import VerifyConfig, get_check, run_check
 from tests import references_preconditioner as ref
 
 # float64 identities through one SVD, a Gram eigh or a jvp and a handful of matmuls of
@@ -683,78 +682,3 @@ def test_single_output_and_velocity_errors():
         end_to_end_velocity((jnp.ones((2, 3)), jnp.ones((1, 3))), loss)
     with pytest.raises(ValueError, match="`W_e` must have rank 2"):
         field_jacobian(jnp.ones(3), loss, 2.0)
-
-
-# --------------------------------------------------------------------------------------
-# verify checks: pass with the library, FAIL with a deliberately wrong implementation
-# --------------------------------------------------------------------------------------
-
-
-def _off_by_one_depth(W_e, G, depth):
-    return preconditioner_apply(W_e, G, depth + 1.0)
-
-
-def _swapped_kronecker(W_e, depth):
-    """The column-major-vec mistake: the Kronecker factors in the wrong order."""
-    d_N, d_0 = W_e.shape
-    P = preconditioner_matrix(W_e, depth)
-    # P[(r, s), (r', s')] -> P[(s, r), (s', r')]: the matrix of sum_j [W^TW]^.. (x) [WW^T]^..
-    return P.reshape(d_N, d_0, d_N, d_0).transpose(1, 0, 3, 2).reshape(d_N * d_0, d_N * d_0)
-
-
-def _geometric_mean_eigenvalues(W_e, depth):
-    """A plausible wrong closed form, N (σ_r σ_s)^{(N-1)/N}: right on the diagonal only."""
-    d_N, d_0 = W_e.shape
-    sigma = jnp.linalg.svd(W_e, compute_uv=False)
-    rows, cols = jnp.pad(sigma, (0, d_N - sigma.size)), jnp.pad(sigma, (0, d_0 - sigma.size))
-    return depth * jnp.outer(rows, cols) ** ((depth - 1) / depth)
-
-
-def _single_output_N_not_N_minus_1(w, grad, depth):
-    norm2 = jnp.sum(w * w)
-    return -(norm2 ** (1 - 1 / depth)) * (grad + depth * (jnp.sum(grad * w) / norm2) * w)
-
-
-WRONG_IMPLEMENTATIONS = [
-    ("preconditioner-spectrum", {"eigenvalues": _geometric_mean_eigenvalues}),
-    ("preconditioner-min-eigenvalue", {"matrix": lambda W, N: 0.5 * preconditioner_matrix(W, N)}),
-    ("off-balance-mismatch", {"velocity": lambda params, loss: -preconditioner_apply(
-        end_to_end(params), jax.grad(loss)(end_to_end(params)), float(len(params)))}),
-    ("depth-2-single-output-exception",
-     {"asymmetry": lambda W, loss, N: gradient_field_asymmetry(W, loss, 3.0)}),
-    # each of these compiles 3-5 cases (SVD Jacobians ~2.5 s each on 2 cores): -m slow
-    pytest.param("end-to-end-closed-form", {"preconditioner": _off_by_one_depth},
-                 marks=pytest.mark.slow),
-    pytest.param("end-to-end-kronecker", {"matrix": _swapped_kronecker}, marks=pytest.mark.slow),
-    pytest.param("single-output-form", {"single_output": _single_output_N_not_N_minus_1},
-                 marks=pytest.mark.slow),
-    pytest.param("not-a-gradient-field",
-                 {"asymmetry": lambda W, loss, N: gradient_field_asymmetry(W, loss, 1.0)},
-                 marks=pytest.mark.slow),
-    pytest.param("depth-1-gradient-field",
-                 {"asymmetry": lambda W, loss, N: gradient_field_asymmetry(W, loss, 3.0)},
-                 marks=pytest.mark.slow),
-]
-CHECK_NAMES = [getattr(case, "values", case)[0] for case in WRONG_IMPLEMENTATIONS]
-
-
-@pytest.mark.parametrize("name,wrong", WRONG_IMPLEMENTATIONS, ids=CHECK_NAMES)
-def test_check_fails_on_a_wrong_implementation(name, wrong):
-    result = run_check(get_check(name), VerifyConfig(), **wrong)
-    assert not result.passed and "error" not in result.details, result
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", CHECK_NAMES)
-def test_check_passes_with_the_library(name):
-    """Also exercised by `overparam-jax verify` (~25 s together on 2 cores)."""
-    result = run_check(get_check(name), VerifyConfig())
-    assert result.passed, result
-
-
-def test_every_end_to_end_check_is_tested():
-    from overparam_jax.verify import all_checks
-    from overparam_jax.verify.checks import end_to_end as module
-
-    ours = {c.name for c in all_checks() if c.fn.__module__ == module.__name__}
-    assert ours == set(CHECK_NAMES)

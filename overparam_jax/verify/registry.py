@@ -1,23 +1,29 @@
-"""The registry of numerical checks behind ``overparam-jax verify``.
+"""The registry of numerical checks behind ``overparam-jax verify``, and their mutants.
 
-A *check* is a function ``fn(config, **overrides) -> Measurement`` registered with
-:func:`register`, together with the claim it tests (and its THEORY.md section), a
-threshold and a relation (``"<="`` or ``">="``). :func:`run_check` runs it and turns the
-measured figure into a :class:`CheckResult` with PASS/FAIL. A check never decides its
-own verdict: the runner compares ``measured`` with ``threshold``, and a non-finite
-measurement always fails.
+A *check* is a function ``fn(config, *, hook=default, ...) -> Measurement`` registered
+with :func:`register`, together with the claim it tests (and its THEORY.md section), the
+regime it tests it in, a threshold and a relation (``"<="`` or ``">="``). :func:`run_check`
+runs it and turns the measured figure into a :class:`CheckResult` with PASS/FAIL. A check
+never decides its own verdict: the runner compares ``measured`` with ``threshold``, and a
+non-finite measurement always fails.
 
-Checks take their implementation under test as keyword arguments with the library's
-functions as defaults, so a test can feed a deliberately wrong implementation (or a
-violated assumption) and see the check report FAIL.
+Checks take the implementation under test as keyword-only *hooks* whose defaults are the
+library's functions (or the problem the statement is about: an init, a target). Every
+check declares at least one :class:`Mutant`: a named wrong implementation injected
+through those hooks (a wrong constant or exponent, a frozen or mis-stepped optimizer, an
+unbalanced init, a stub). :func:`self_test` runs each check on the library, where it must
+PASS, and on each of its mutants, where it must FAIL (without raising: a crash is not a
+catch). The registry refuses a check without a mutant, and a mutant whose hooks the check
+does not have.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -28,14 +34,20 @@ from overparam_jax.results import json_safe
 
 __all__ = [
     "Check",
-    "check_rng",
     "CheckResult",
     "Measurement",
+    "Mutant",
+    "MutantOutcome",
+    "SelfTestReport",
     "VerifyConfig",
     "all_checks",
+    "check_rng",
     "get_check",
+    "mutant",
     "register",
     "run_check",
+    "run_mutant",
+    "self_test",
 ]
 
 
@@ -65,6 +77,26 @@ class Measurement(NamedTuple):
     plot: Callable[[Any], None] | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    """A named wrong implementation of what a check verifies.
+
+    Attributes:
+        name: short kebab-case name, unique within its check.
+        description: what is wrong, in one line.
+        overrides: the check's keyword hooks to replace, and their wrong values.
+    """
+
+    name: str
+    description: str
+    overrides: Mapping[str, Any]
+
+
+def mutant(name: str, description: str, **overrides: Any) -> Mutant:
+    """A :class:`Mutant` replacing the check's hooks ``overrides``."""
+    return Mutant(name, description, dict(overrides))
+
+
 class CheckResult(NamedTuple):
     """The verdict of one check; ``passed`` is computed by :func:`run_check`."""
 
@@ -79,23 +111,44 @@ class CheckResult(NamedTuple):
     details: dict[str, Any]
     plot: Callable[[Any], None] | None = None
 
+    @property
+    def margin(self) -> float:
+        """How many times inside its threshold the measurement is (< 1: outside).
+
+        ``threshold / measured`` for ``"<="`` and ``measured / threshold`` for ``">="``
+        (both positive in every registered check); inf when a ``"<="`` figure is 0.
+        """
+        num, den = (self.threshold, self.measured) if self.relation == "<=" else (self.measured, self.threshold)
+        if not math.isfinite(self.measured) or num < 0 or den < 0:
+            return math.nan
+        return math.inf if den == 0 else num / den
+
     def to_json(self) -> dict[str, Any]:
         """The result without its plot callback, ready for ``json.dump``."""
         out = self._asdict()
         out.pop("plot")
+        out["margin"] = self.margin
         return json_safe(out)
 
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """A registered check: metadata plus the function that measures."""
+    """A registered check: metadata, the function that measures, and its mutants."""
 
     name: str
     section: str
     claim: str
+    regime: str
     threshold: float
     relation: str
     fn: Callable[..., Measurement]
+    mutants: tuple[Mutant, ...]
+
+    @property
+    def hooks(self) -> tuple[str, ...]:
+        """The keyword-only arguments through which an implementation can be injected."""
+        params = inspect.signature(self.fn).parameters.values()
+        return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def check_rng(config: VerifyConfig, stream: int) -> np.random.Generator:
@@ -118,16 +171,56 @@ _RELATIONS = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
 
 
 def register(
-    name: str, *, section: str, claim: str, threshold: float, relation: str = "<="
+    name: str,
+    *,
+    section: str,
+    claim: str,
+    regime: str,
+    threshold: float,
+    relation: str = "<=",
+    mutants: Sequence[Mutant],
 ) -> Callable[[Callable[..., Measurement]], Callable[..., Measurement]]:
-    """Decorator adding a check to the registry (names must be unique)."""
+    """Decorator adding a check to the registry.
+
+    Args:
+        name: unique kebab-case name.
+        section: the THEORY.md section, e.g. ``"§5"``.
+        claim: the statement tested, in one sentence, with what is measured.
+        regime: where it is tested: sizes, depths, horizon, and why the statement bites there.
+        threshold: the bound the measurement is compared with (positive).
+        relation: ``"<="`` or ``">="``.
+        mutants: at least one :class:`Mutant`; each must replace hooks the check has.
+
+    Raises:
+        ValueError: a duplicate name, an unknown relation, a non-positive threshold, no
+            mutant, duplicate mutant names, or a mutant override that is not a hook.
+    """
     if relation not in _RELATIONS:
         raise ValueError(f"`relation` must be one of {sorted(_RELATIONS)}, got {relation!r}.")
+    if not threshold > 0:
+        raise ValueError(f"`threshold` of check {name!r} must be positive, got {threshold}.")
+    mutants = tuple(mutants)
+    if not mutants:
+        raise ValueError(
+            f"Check {name!r} declares no mutant; every check needs at least one wrong "
+            "implementation that it must FAIL on."
+        )
+    names = [m.name for m in mutants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Check {name!r} has duplicate mutant names: {names}.")
 
     def decorate(fn: Callable[..., Measurement]) -> Callable[..., Measurement]:
         if name in _REGISTRY:
             raise ValueError(f"A check named {name!r} is already registered.")
-        _REGISTRY[name] = Check(name, section, claim, float(threshold), relation, fn)
+        check = Check(name, section, claim, regime, float(threshold), relation, fn, mutants)
+        for m in mutants:
+            unknown = sorted(set(m.overrides) - set(check.hooks))
+            if unknown or not m.overrides:
+                raise ValueError(
+                    f"Mutant {m.name!r} of check {name!r} must override some of its hooks "
+                    f"{list(check.hooks)}, but overrides {sorted(m.overrides)}."
+                )
+        _REGISTRY[name] = check
         return fn
 
     return decorate
@@ -155,9 +248,9 @@ def get_check(name: str) -> Check:
 def run_check(check: Check, config: VerifyConfig = VerifyConfig(), **overrides) -> CheckResult:
     """Run ``check`` and compare its measurement with the threshold.
 
-    ``overrides`` are passed to the check function (to inject a wrong implementation
-    in tests). A non-finite measurement fails; so does a check that raises (the error
-    is reported in ``details["error"]`` rather than aborting the whole run).
+    ``overrides`` are passed to the check function (to inject a wrong implementation).
+    A non-finite measurement fails; so does a check that raises (the error is reported
+    in ``details["error"]`` rather than aborting the whole run).
     """
     start = time.perf_counter()
     try:
@@ -178,3 +271,71 @@ def run_check(check: Check, config: VerifyConfig = VerifyConfig(), **overrides) 
         details=dict(m.details),
         plot=m.plot,
     )
+
+
+class MutantOutcome(NamedTuple):
+    """A check run on one of its mutants.
+
+    ``caught`` is true when the check FAILed by measurement; a check that raised is
+    not a catch (``error`` holds the message), since a crash proves nothing about the
+    check's power.
+    """
+
+    check: str
+    mutant: str
+    description: str
+    measured: float
+    caught: bool
+    error: str | None
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return json_safe(self._asdict())
+
+
+def run_mutant(check: Check, mutant: Mutant, config: VerifyConfig = VerifyConfig()) -> MutantOutcome:
+    """Run ``check`` with ``mutant``'s hooks injected."""
+    result = run_check(check, config, **mutant.overrides)
+    error = result.details.get("error")
+    return MutantOutcome(check.name, mutant.name, mutant.description, result.measured,
+                         caught=not result.passed and error is None, error=error,
+                         seconds=result.seconds)
+
+
+class SelfTestReport(NamedTuple):
+    """Every check on the library (``real``) and on each of its mutants (``outcomes``)."""
+
+    real: list[CheckResult]
+    outcomes: list[MutantOutcome]
+
+    @property
+    def mutation_score(self) -> float:
+        """The fraction of mutants caught."""
+        return sum(o.caught for o in self.outcomes) / max(len(self.outcomes), 1)
+
+    @property
+    def ok(self) -> bool:
+        """Every check passes on the library and catches every one of its mutants."""
+        return all(r.passed for r in self.real) and all(o.caught for o in self.outcomes)
+
+
+def self_test(
+    checks: Sequence[Check],
+    config: VerifyConfig = VerifyConfig(),
+    *,
+    on_result: Callable[[CheckResult | MutantOutcome], None] | None = None,
+) -> SelfTestReport:
+    """Run each check on the library and on each of its mutants.
+
+    ``on_result`` (optional) is called after every run, e.g. to show progress.
+    """
+    real, outcomes = [], []
+    for check in checks:
+        real.append(run_check(check, config))
+        if on_result is not None:
+            on_result(real[-1])
+        for m in check.mutants:
+            outcomes.append(run_mutant(check, m, config))
+            if on_result is not None:
+                on_result(outcomes[-1])
+    return SelfTestReport(real, outcomes)

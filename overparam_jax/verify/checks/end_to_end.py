@@ -17,6 +17,7 @@ import numpy as np
 from overparam_jax.losses import lp_loss, whitened_l2_loss
 from overparam_jax.networks import balanced_factorization, balancedness, end_to_end
 from overparam_jax.preconditioner import (
+    end_to_end_field,
     end_to_end_velocity,
     gradient_field_asymmetry,
     preconditioner_apply,
@@ -24,7 +25,7 @@ from overparam_jax.preconditioner import (
     preconditioner_matrix,
     single_output_velocity,
 )
-from overparam_jax.verify.registry import Measurement, VerifyConfig, register
+from overparam_jax.verify.registry import Measurement, VerifyConfig, mutant, register
 
 _NUM_SAMPLES = 20
 
@@ -90,6 +91,65 @@ def _relative(a: jax.Array, b: jax.Array) -> float:
     return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
+# --------------------------------------------------------------------------------------
+# Wrong implementations the checks below must catch (their mutants)
+# --------------------------------------------------------------------------------------
+
+
+def _off_by_one_depth(W_e, G, depth):
+    """P_W computed for depth N + 1."""
+    return preconditioner_apply(W_e, G, depth + 1.0)
+
+
+def _shifted_exponents(W_e, G, depth):
+    """sum_j [WW^T]^{j/N} G [W^TW]^{(N-j)/N}: the left exponents one step too high."""
+    U, sigma, Vt = jnp.linalg.svd(W_e, full_matrices=True)
+    d_N, d_0 = W_e.shape
+    rows = jnp.zeros(d_N, W_e.dtype).at[: sigma.size].set(sigma)
+    cols = jnp.zeros(d_0, W_e.dtype).at[: sigma.size].set(sigma)
+    j = jnp.arange(1, int(depth) + 1, dtype=W_e.dtype)
+    j = j[None, None, :]
+    grid = jnp.sum(rows[:, None, None] ** (2 * j / depth) * cols[None, :, None] ** (2 * (depth - j) / depth), axis=-1)
+    return U @ (grid * (U.T @ G @ Vt.T)) @ Vt
+
+
+def _swapped_kronecker(W_e, depth):
+    """The column-major-vec mistake: sum_j [W^TW]^.. (x) [WW^T]^.., factors swapped."""
+    d_N, d_0 = W_e.shape
+    P = preconditioner_matrix(W_e, depth)
+    return P.reshape(d_N, d_0, d_N, d_0).transpose(1, 0, 3, 2).reshape(d_N * d_0, d_N * d_0)
+
+
+def _geometric_mean_eigenvalues(W_e, depth):
+    """A plausible wrong closed form, N (sigma_r sigma_s)^{(N-1)/N}: right on the diagonal only."""
+    d_N, d_0 = W_e.shape
+    sigma = jnp.linalg.svd(W_e, compute_uv=False)
+    rows, cols = jnp.pad(sigma, (0, d_N - sigma.size)), jnp.pad(sigma, (0, d_0 - sigma.size))
+    return depth * jnp.outer(rows, cols) ** ((depth - 1) / depth)
+
+
+def _single_output_N_not_N_minus_1(w, grad, depth):
+    """The projection weighted by N instead of N - 1."""
+    norm2 = jnp.sum(w * w)
+    return -(norm2 ** (1 - 1 / depth)) * (grad + depth * (jnp.sum(grad * w) / norm2) * w)
+
+
+def _velocity_assuming_balance(params, loss):
+    """The closed form in place of differentiation: blind to balance by construction."""
+    W_e = end_to_end(params)
+    return -preconditioner_apply(W_e, jax.grad(loss)(W_e), float(len(params)))
+
+
+def _decay_sign_flipped_field(W_e, loss, depth, *, weight_decay=0.0):
+    """The field with its weight-decay term -lam N W_e added with the wrong sign."""
+    return end_to_end_field(W_e, loss, depth) + weight_decay * depth * W_e
+
+
+def _asymmetry_at_depth(depth: float):
+    """The Jacobian asymmetry witness evaluated at a fixed wrong depth."""
+    return lambda W, loss, N: gradient_field_asymmetry(W, loss, depth)
+
+
 def _balanced_velocities(velocity, closed_form, dims, loss_name, rank_deficient, rng):
     """(autodiff velocity, closed-form velocity) from the balanced factorization of a
     random end-to-end matrix; one compiled function per case."""
@@ -110,13 +170,26 @@ def _balanced_velocities(velocity, closed_form, dims, loss_name, rank_deficient,
     "end-to-end-closed-form",
     section="§4",
     claim="From balanced weights, jvp(end_to_end, -grad phi) equals -P_W(grad l(W_e)) through "
-    "one SVD (depths 1-6, l2/l4/whitened l2, d_N = 1, rank-1 W_e)",
+    "one SVD (depths 1-6, l2/l4/whitened l2, d_N = 1, rank-1 W_e), and -P_W(grad l) - lam N W_e "
+    "(end_to_end_field) with weight decay lam on every layer",
+    regime="5 cases (9 with --full): depths 1-6, l2/l4/whitened l2, d_N = 1, hidden widths below "
+    "d_0, an exactly rank-1 W_e; plus depth 3 with weight decay 0.3 against end_to_end_field; "
+    "relative gap, float64 round-off",
     threshold=1e-10,
+    mutants=[
+        mutant("depth-plus-one", "P_W computed for depth N + 1", preconditioner=_off_by_one_depth),
+        mutant("shifted-exponents", "[WW^T]^{j/N} instead of [WW^T]^{(j-1)/N}",
+               preconditioner=_shifted_exponents),
+        mutant("decay-sign", "the field's weight-decay term -lam N W_e with the wrong sign",
+               field=_decay_sign_flipped_field),
+    ],
 )
 def check_closed_form_velocity(
-    config: VerifyConfig, *, preconditioner=preconditioner_apply, velocity=end_to_end_velocity
+    config: VerifyConfig, *, preconditioner=preconditioner_apply, velocity=end_to_end_velocity,
+    field=end_to_end_field,
 ) -> Measurement:
-    """max relative gap between the autodiff velocity and the closed form, float64."""
+    """max relative gap between the autodiff velocity and the closed form, float64; plus one
+    case with weight decay lam on every layer, where the velocity gains -lam N W_e."""
     rng = _rng(config, 30)
     cases = _VELOCITY_CASES_FULL if config.full else _VELOCITY_CASES
 
@@ -129,11 +202,22 @@ def check_closed_form_velocity(
             velocity, closed_form, dims, loss_name, rank_deficient, rng
         )
         errors.append(_relative(closed, auto))
+    decay_error = _weight_decay_gap(velocity, field, rng)
     return Measurement(
-        max(errors),
+        max(max(errors), decay_error),
         {"cases": [[list(d), name, "rank-1" if r else "full rank"] for d, name, r in cases],
-         "relative_errors": errors},
+         "relative_errors": errors, "weight_decay_case_relative_error": decay_error},
     )
+
+
+def _weight_decay_gap(velocity, field, rng, lam: float = 0.3) -> float:
+    """Depth 3, l4: jvp velocity with weight decay lam vs -P_W(grad) - lam N W_e."""
+    dims = (4, 3, 3, 2)
+    A = _end_to_end_matrix(rng, (dims[-1], dims[0]), False)
+    params = balanced_factorization(A, dims)
+    loss = _loss("l4", *_regression_data(rng, dims))
+    return _relative(field(A, loss, 3.0, weight_decay=lam), velocity(params, loss, weight_decay=lam))
+
 
 
 def _matrix_cases(config: VerifyConfig, offset: int):
@@ -151,7 +235,14 @@ def _matrix_cases(config: VerifyConfig, offset: int):
     section="§4",
     claim="The SVD closed form of P_W equals the explicit Kronecker sum "
     "sum_j [WW^T]^{(j-1)/N} (x) [W^TW]^{(N-j)/N} (row-major vec, eigh powers)",
+    regime="5 shapes (square, wide, tall, d_N = 1, rank-deficient) x depths 2, 3, 5 (1-6 with "
+    "--full); relative gap, float64 round-off",
     threshold=1e-10,
+    mutants=[
+        mutant("swapped-kronecker", "Kronecker factors swapped (the column-major vec convention)",
+               matrix=_swapped_kronecker),
+        mutant("depth-plus-one", "closed form computed for depth N + 1", preconditioner=_off_by_one_depth),
+    ],
 )
 def check_kronecker(
     config: VerifyConfig, *, preconditioner=preconditioner_apply, matrix=preconditioner_matrix
@@ -169,7 +260,12 @@ def check_kronecker(
     section="§4",
     claim="The eigenvalues of the explicit P_W are the closed-form Lambda_rs "
     "(sigma_r^2 - sigma_s^2)/(sigma_r^{2/N} - sigma_s^{2/N}), zero-padded sigma",
+    regime="the same shapes and depths; max eigenvalue gap / max eigenvalue, float64 round-off",
     threshold=1e-10,
+    mutants=[
+        mutant("geometric-mean", "Lambda_rs = N (sigma_r sigma_s)^{(N-1)/N}: right on the diagonal only",
+               eigenvalues=_geometric_mean_eigenvalues),
+    ],
 )
 def check_spectrum(
     config: VerifyConfig, *, eigenvalues=preconditioner_eigenvalues, matrix=preconditioner_matrix
@@ -183,31 +279,53 @@ def check_spectrum(
     return Measurement(max(errors), {})
 
 
+def _scaled_matrix(factor: float):
+    return lambda W, N: factor * preconditioner_matrix(W, N)
+
+
 @register(
-    "preconditioner-min-eigenvalue",
+    "preconditioner-extreme-eigenvalues",
     section="§4",
-    claim="For full-rank W, lambda_min(P_W) >= sigma_min(W)^{2(N-1)/N} (ratio >= 1 up to 1e-10 "
-    "round-off; equality for non-square W)",
-    threshold=1.0 - 1e-10,
-    relation=">=",
+    claim="Two-sided spectrum bounds of the explicit P_W at full-rank W: lambda_max = N sigma_max^{2(N-1)/N}; "
+    "lambda_min = N sigma_min^{2(N-1)/N} if W is square and sigma_min^{2(N-1)/N} if not (so ACGH19's "
+    "lambda_min >= sigma_min^{2(N-1)/N} is tight exactly for non-square W); max relative error",
+    regime="4 full-rank shapes (square, wide, tall, d_N = 1) x depths 2, 3, 5 (1-6 with --full); "
+    "eigvalsh of the Kronecker matrix vs singular values, float64 round-off",
+    threshold=1e-10,
+    mutants=[
+        mutant("half-P", "P_W half as large", matrix=_scaled_matrix(0.5)),
+        mutant("twice-P", "P_W twice as large", matrix=_scaled_matrix(2.0)),
+    ],
 )
-def check_min_eigenvalue(config: VerifyConfig, *, matrix=preconditioner_matrix) -> Measurement:
-    """min over full-rank cases of lambda_min(P_W) / sigma_min^{2(N-1)/N}."""
-    ratios = []
+def check_extreme_eigenvalues(config: VerifyConfig, *, matrix=preconditioner_matrix) -> Measurement:
+    """max over full-rank cases of the relative errors of lambda_min and lambda_max."""
+    rows = []
     for W, _, N in _matrix_cases(config, 33):
         sigma = np.linalg.svd(np.asarray(W), compute_uv=False)
         if sigma[-1] == 0:
             continue
-        lam_min = np.linalg.eigvalsh(np.asarray(matrix(W, N)))[0]
-        ratios.append(float(lam_min / sigma[-1] ** (2 * (N - 1) / N)))
-    return Measurement(min(ratios), {"ratios": ratios})
+        exponent = 2 * (N - 1) / N
+        lam = np.linalg.eigvalsh(np.asarray(matrix(W, N)))
+        predicted_min = (N if W.shape[0] == W.shape[1] else 1) * sigma[-1] ** exponent
+        predicted_max = N * sigma[0] ** exponent
+        rows.append({"shape": list(W.shape), "depth": N,
+                     "lambda_min_rel_error": float(abs(lam[0] / predicted_min - 1)),
+                     "lambda_max_rel_error": float(abs(lam[-1] / predicted_max - 1)),
+                     "lambda_min_over_sigma_min_power": float(lam[0] / sigma[-1] ** exponent)})
+    worst = max(max(r["lambda_min_rel_error"], r["lambda_max_rel_error"]) for r in rows)
+    return Measurement(worst, {"cases": rows})
 
 
 @register(
     "single-output-form",
     section="§4",
     claim="d_N = 1: the autodiff velocity equals -||w||^{2-2/N}(grad + (N-1) Pr_w(grad))",
+    regime="depths 1, 2, 5 (and 3, 4 with --full), l2/l4/whitened l2, balanced inits; relative gap",
     threshold=1e-10,
+    mutants=[
+        mutant("projection-weight-N", "Pr_w weighted by N instead of N - 1",
+               single_output=_single_output_N_not_N_minus_1),
+    ],
 )
 def check_single_output(
     config: VerifyConfig, *, single_output=single_output_velocity, velocity=end_to_end_velocity
@@ -235,8 +353,13 @@ _OFF_BALANCE_EPS = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
     claim="Off balance the identity fails: with W_e held fixed and balancedness delta, "
     "|v_autodiff + P_W(grad)| / |P_W(grad)| grows with delta (smallest local log-log slope; "
     "about 1, i.e. linear)",
+    regime="depth 3, dims (5, 3, 3, 2), l4 loss, eps = 1e-4 .. 1e-1 (delta over three decades)",
     threshold=0.5,
     relation=">=",
+    mutants=[
+        mutant("closed-form-as-velocity", "the velocity taken from the closed form, which assumes balance",
+               velocity=_velocity_assuming_balance),
+    ],
 )
 def check_off_balance(
     config: VerifyConfig, *, preconditioner=preconditioner_apply, velocity=end_to_end_velocity
@@ -313,8 +436,13 @@ def _field_cases(config: VerifyConfig) -> tuple[tuple[jax.Array, object, int], .
     section="§4",
     claim="For N >= 2 the end-to-end field F(W) = P_W grad l(W) has a non-symmetric Jacobian "
     "||J - J^T||/||J|| (l4 at depth >= 3, and l2 with d_N >= 2): no regularizer reproduces depth",
+    regime="3 cases (6 with --full): 3x3 and 1x4 l4 at depth 3, 3x2 l2 at depth 2; jax.jacfwd "
+    "through the thin SVD at full-rank W with distinct singular values",
     threshold=1e-2,
     relation=">=",
+    mutants=[
+        mutant("depth-1-field", "the field evaluated at depth 1 (plain gradient)", asymmetry=_asymmetry_at_depth(1.0)),
+    ],
 )
 def check_not_gradient_field(
     config: VerifyConfig, *, asymmetry=gradient_field_asymmetry
@@ -332,7 +460,11 @@ def check_not_gradient_field(
     "depth-1-gradient-field",
     section="§4",
     claim="At depth 1 the field is grad l, a gradient field: Jacobian asymmetry is round-off",
+    regime="the same W and losses as not-a-gradient-field, at depth 1",
     threshold=1e-12,
+    mutants=[
+        mutant("depth-3-field", "the field evaluated at depth 3", asymmetry=_asymmetry_at_depth(3.0)),
+    ],
 )
 def check_depth_one_symmetric(
     config: VerifyConfig, *, asymmetry=gradient_field_asymmetry
@@ -347,7 +479,11 @@ def check_depth_one_symmetric(
     section="§4",
     claim="Known exception: N = 2, d_N = 1, whitened l2 is a gradient field "
     "(F = grad(2/3 ||w||^3 - ||w|| w.Phi)); Jacobian asymmetry is round-off",
+    regime="N = 2, d_N = 1, whitened l2, d_0 = 3 and 6",
     threshold=1e-12,
+    mutants=[
+        mutant("depth-3-field", "the field evaluated at depth 3", asymmetry=_asymmetry_at_depth(3.0)),
+    ],
 )
 def check_depth_two_exception(
     config: VerifyConfig, *, asymmetry=gradient_field_asymmetry

@@ -9,10 +9,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from typing import NamedTuple
+
 from overparam_jax.dynamics import end_to_end_descent, gradient_descent, gradient_flow
 from overparam_jax.losses import lp_loss, overparameterized, whitened_l2_loss
-from overparam_jax.networks import balanced_factorization, end_to_end
-from overparam_jax.verify.registry import Measurement, VerifyConfig, check_rng, normal, register
+from overparam_jax.networks import balanced_factorization, balancedness, end_to_end
+from overparam_jax.verify.mutants import frozen, mis_stepped, relabelled_flow
+from overparam_jax.verify.registry import (
+    Measurement,
+    VerifyConfig,
+    check_rng,
+    mutant,
+    normal,
+    register,
+)
 
 
 def _planted_l4(config: VerifyConfig, d_in: int = 5, d_out: int = 2, m: int = 40):
@@ -43,11 +53,45 @@ def _log_log_plot(xs, ys, xlabel, ylabel, slope):
     return plot
 
 
+class _BalanceRecords(NamedTuple):
+    balancedness: jax.Array
+
+
+def _layerwise_rate_descent(rates: tuple[float, ...]):
+    """GD with a different learning rate per layer (``rates[j] * learning_rate``): a
+    plausible bug (a per-layer scale) that breaks the conservation of the balance gaps,
+    so balancedness drifts at O(1) over a fixed time instead of O(eta). Records only
+    balancedness, like the library's trajectories, every ``save_every`` steps."""
+
+    def descend(loss_fn, params, *, learning_rate, num_steps, save_every=1, **_):
+        phi = overparameterized(loss_fn)
+
+        def step(ps, _):
+            grads = jax.grad(phi)(ps)
+            return tuple(W - learning_rate * r * g for W, g, r in zip(ps, grads, rates)), None
+
+        def record(ps, _):
+            ps, _ = jax.lax.scan(step, ps, None, length=save_every)
+            return ps, balancedness(ps)
+
+        _, deltas = jax.lax.scan(record, tuple(params), None, length=num_steps // save_every)
+        return _BalanceRecords(jnp.concatenate([balancedness(params)[None], deltas]))
+
+    return descend
+
+
 @register(
     "gd-balance-identity",
     section="§3",
     claim="one GD step changes W_{j+1}^T W_{j+1} - W_j W_j^T by exactly eta^2 (G_{j+1}^T G_{j+1} - G_j G_j^T)",
+    regime="depth 3, dims (5, 4, 3, 2), random (unbalanced) layers, l4 loss, eta = 0.05; relative error "
+    "of the change, float64 round-off",
     threshold=1e-10,
+    mutants=[
+        mutant("weight-decay", "GD with a hidden weight decay 0.5 (breaks the first-order cancellation)",
+               descend=functools.partial(gradient_descent, weight_decay=0.5)),
+        mutant("gd-at-2-eta", "GD stepping 2 eta", descend=mis_stepped(gradient_descent, 2.0)),
+    ],
 )
 def check_gd_balance_identity(config: VerifyConfig, *, descend=gradient_descent) -> Measurement:
     loss = _planted_l4(config)
@@ -68,7 +112,13 @@ def check_gd_balance_identity(config: VerifyConfig, *, descend=gradient_descent)
     "gd-balance-drift-order",
     section="§3",
     claim="under GD, balancedness drift at a fixed time T = eta*t is O(eta): |log-log slope - 1| <= 0.2",
+    regime="depth 3 from a balanced init, l4 loss, eta = 0.02 .. 0.0025 at T = 1 (50-400 steps)",
     threshold=0.2,
+    mutants=[
+        mutant("layerwise-rates", "GD with the first layer at twice the learning rate (gaps not conserved)",
+               descend=_layerwise_rate_descent((2.0, 1.0, 1.0))),
+        mutant("frozen-gd", "GD that never moves", descend=frozen(gradient_descent)),
+    ],
 )
 def check_gd_balance_drift(config: VerifyConfig, *, descend=gradient_descent) -> Measurement:
     loss = _planted_l4(config)
@@ -98,26 +148,64 @@ def _at_time_one(descend, loss, params, etas, **kwargs):
     return jax.vmap(run)(jnp.asarray(etas, jnp.float64))
 
 
+_CONSERVATION_TOL = 1e-9  # RK4 (dt = 0.005, T = 4) conserves the quadratic gaps to ~dt^4 relative
+_MOTION_TOL = 1e-3  # the flow must cut the loss at least 1000-fold over T
+
+
+def _unbalanced_with_margin(config: VerifyConfig, dims, Phi):
+    """A balanced factorization of W_e = Phi + E/(2||E||) (deficiency margin sigma_min(Phi)
+    - 1/2 > 0 for the targets used), then unbalanced by M = I + E' and M^{-1} between the
+    first two layers: the same W_e with balance gaps of order one."""
+    rng = check_rng(config, 14)
+    E = normal(rng, Phi.shape)
+    params = balanced_factorization(Phi + 0.5 * E / jnp.linalg.norm(E), dims)
+    M = jnp.eye(dims[1], dtype=jnp.float64) + 0.5 * normal(rng, (dims[1], dims[1])) / dims[1]
+    return (M @ params[0], jnp.linalg.solve(M.T, params[1].T).T) + params[2:]
+
+
+def _gaps(params):
+    return [params[j + 1].T @ params[j + 1] - params[j] @ params[j].T for j in range(len(params) - 1)]
+
+
 @register(
     "gf-balance-conserved",
     section="§3",
-    claim="under gradient flow (RK4, dt = 0.005, T = 4) balancedness stays <= 1e-9 relative",
-    threshold=1e-9,
+    claim="under gradient flow the balance gaps W_{j+1}^T W_{j+1} - W_j W_j^T are conserved (not only zero "
+    "stays zero) while the flow moves: worst of max_t |delta(t) - delta(0)| / delta(0) and "
+    "||D_j(T) - D_j(0)|| / ||D_j(0)|| over 1e-9, and l(T)/l(0) over 1e-3",
+    regime="depth 3, dims (4, 4, 4, 3), whitened l2, unbalanced init with gaps of order one and a deficiency "
+    "margin; RK4 dt = 0.005 to T = 4, over which the loss falls by orders of magnitude",
+    threshold=1.0,
+    mutants=[
+        mutant("frozen-flow", "a flow that never moves", flow=frozen(gradient_flow)),
+        mutant("euler-sold-as-rk4", "Euler integration (does not conserve the quadratic gaps)",
+               flow=relabelled_flow("euler")),
+    ],
 )
 def check_gf_balance(config: VerifyConfig, *, flow=gradient_flow) -> Measurement:
-    Phi = normal(check_rng(config, 13), (3, 4), 0.5)
+    Phi = normal(check_rng(config, 13), (3, 4))
+    Phi = Phi / jnp.linalg.svd(Phi, compute_uv=False)[-1]  # sigma_min(Phi) = 1
     loss = functools.partial(whitened_l2_loss, Phi=Phi)
-    params = _balanced(config, 14, (4, 4, 4, 3), 0.3)
-    traj = flow(loss, params, t_final=4.0, dt=0.005, save_every=50)
-    scale = max(float(jnp.linalg.norm(W) ** 2) for W in traj.final)
-    drift = np.asarray(traj.balancedness) / scale
+    params = _unbalanced_with_margin(config, (4, 4, 4, 3), Phi)
+    traj = flow(loss, params, t_final=4.0, dt=0.005, save_every=20)
+    delta = np.asarray(traj.balancedness)
+    record_drift = float(np.max(np.abs(delta - delta[0])) / delta[0])
+    gap_drift = max(float(jnp.linalg.norm(b - a) / jnp.linalg.norm(a))
+                    for a, b in zip(_gaps(params), _gaps(traj.final)))
+    loss_ratio = float(traj.loss[-1] / traj.loss[0])
+    layer_moves = [float(jnp.linalg.norm(b - a) / jnp.linalg.norm(a)) for a, b in zip(params, traj.final)]
 
     def plot(ax):
-        ax.semilogy(np.asarray(traj.time), np.maximum(drift, 1e-18))
+        ax.semilogy(np.asarray(traj.time), np.maximum(np.abs(delta - delta[0]) / delta[0], 1e-18),
+                    label="|delta(t) - delta(0)| / delta(0)")
+        ax.semilogy(np.asarray(traj.time), np.asarray(traj.loss) / float(traj.loss[0]), label="l(t) / l(0)")
         ax.set_xlabel("time t")
-        ax.set_ylabel("balancedness / max ||W_j||²")
+        ax.legend()
 
-    return Measurement(float(drift.max()), {"loss_start": float(traj.loss[0]), "loss_end": float(traj.loss[-1])}, plot)
+    worst = max(record_drift / _CONSERVATION_TOL, gap_drift / _CONSERVATION_TOL, loss_ratio / _MOTION_TOL)
+    return Measurement(worst, {"delta_0": float(delta[0]), "max_record_drift": record_drift,
+                               "max_gap_drift": gap_drift, "loss_ratio": loss_ratio,
+                               "layer_relative_moves": layer_moves}, plot)
 
 
 def _depth_one_flow_errors(method, dts, config, flow):
@@ -128,12 +216,15 @@ def _depth_one_flow_errors(method, dts, config, flow):
     return [float(jnp.linalg.norm(flow(loss, (W0,), t_final=1.0, dt=dt, method=method).final[0] - exact)) for dt in dts]
 
 
-def _register_order_check(method: str, order: float, tolerance: float, dts: list[float]):
+def _register_order_check(method: str, order: float, tolerance: float, dts: list[float], wrong: str):
     @register(
         f"integrator-order-{method}",
         section="§6",
         claim=f"{method} on depth-1 whitened l2 vs W(t) = Phi + (W0 - Phi)e^-t: |slope - {order:g}| <= {tolerance}",
+        regime=f"3x4 target, T = 1, dt = {dts[0]:g} .. {dts[-1]:g}; error at T vs the closed form",
         threshold=tolerance,
+        mutants=[mutant(f"{wrong}-sold-as-{method}", f"{wrong} integration whatever method is asked",
+                        flow=relabelled_flow(wrong))],
     )
     def check(config: VerifyConfig, *, flow=gradient_flow) -> Measurement:
         errors = _depth_one_flow_errors(method, dts, config, flow)
@@ -144,15 +235,20 @@ def _register_order_check(method: str, order: float, tolerance: float, dts: list
     return check
 
 
-check_euler_order = _register_order_check("euler", 1.0, 0.2, [0.1, 0.05, 0.025, 0.0125])
-check_rk4_order = _register_order_check("rk4", 4.0, 0.3, [0.2, 0.1, 0.05, 0.025])
+check_euler_order = _register_order_check("euler", 1.0, 0.2, [0.1, 0.05, 0.025, 0.0125], "rk4")
+check_rk4_order = _register_order_check("rk4", 4.0, 0.3, [0.2, 0.1, 0.05, 0.025], "euler")
 
 
 @register(
     "gd-tracks-gradient-flow",
     section="§6",
     claim="GD after t steps is within O(eta) of gradient flow at time eta*t: |slope - 1| <= 0.2",
+    regime="depth 3 balanced init, l4 loss, eta = 0.004 .. 0.0005 at T = 1, vs RK4 with dt = 1e-3",
     threshold=0.2,
+    mutants=[
+        mutant("gd-at-2-eta", "GD stepping 2 eta", descend=mis_stepped(gradient_descent, 2.0)),
+        mutant("frozen-gd", "GD that never moves", descend=frozen(gradient_descent)),
+    ],
 )
 def check_gd_tracks_gf(config: VerifyConfig, *, descend=gradient_descent) -> Measurement:
     loss = _planted_l4(config)
@@ -166,11 +262,21 @@ def check_gd_tracks_gf(config: VerifyConfig, *, descend=gradient_descent) -> Mea
                        _log_log_plot(etas, gaps, "learning rate η", "||W_e(GD) − W_e(GF)|| at T = 1", slope))
 
 
+def _depth_ignored(loss_fn, W_e, *, depth, **kwargs):
+    """An end-to-end update that forgets the depth (always the linear model)."""
+    return end_to_end_descent(loss_fn, W_e, depth=1.0, **kwargs)
+
+
 @register(
     "gd-tracks-end-to-end",
     section="§4",
     claim="GD on a balanced depth-3 net tracks the discrete end-to-end update with an O(eta) gap: |slope - 1| <= 0.2",
+    regime="depth 3 balanced init, l4 loss, eta = 0.004 .. 0.0005, max gap over t = 0.1 .. 1",
     threshold=0.2,
+    mutants=[
+        mutant("depth-ignored", "the update at depth 1 whatever depth is asked", end_to_end_update=_depth_ignored),
+        mutant("update-at-2-eta", "the update stepping 2 eta", end_to_end_update=mis_stepped(end_to_end_descent, 2.0)),
+    ],
 )
 def check_gd_tracks_end_to_end(config: VerifyConfig, *, end_to_end_update=end_to_end_descent) -> Measurement:
     loss = _planted_l4(config)

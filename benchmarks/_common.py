@@ -101,7 +101,7 @@ def median_time(fn: Callable[[], Any], repeats: int, *, warmup: int = 1) -> dict
     return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
 
 
-def no_progress(done: int, total: int) -> None:
+def no_progress(progress) -> None:
     """A progress callback that does nothing: it makes the library run its scan in chunks of
     ``save_every`` steps, each a call of the same compiled program (one block per chunk)."""
 

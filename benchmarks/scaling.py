@@ -71,7 +71,7 @@ def _sweep(loss, depths, **kwargs):
 def gas_runner(seeds: int, depths: list[int], chunk: int, loss=None):
     loss = loss or gas_loss()
     return lambda steps: _sweep(loss, depths, input_dim=128, output_dim=1, hidden_width=1,
-                                seeds=list(range(seeds)), learning_rates=[LR_GAS], init_scales=[STD_GAS],
+                                seeds=list(range(seeds)), learning_rates=[LR_GAS], init_stds=[STD_GAS],
                                 num_steps=steps, save_every=chunk, dtype=jnp.float32,
                                 progress=C.no_progress)
 
@@ -79,7 +79,7 @@ def gas_runner(seeds: int, depths: list[int], chunk: int, loss=None):
 def whitened_runner(n: int, seeds: int, depths: list[int], chunk: int, loss=None):
     loss = loss or whitened_loss(n)
     return lambda steps: _sweep(loss, depths, input_dim=n, output_dim=n, hidden_width=n,
-                                seeds=list(range(seeds)), learning_rates=[0.01], init_scales=[1 / math.sqrt(n)],
+                                seeds=list(range(seeds)), learning_rates=[0.01], init_stds=[1 / math.sqrt(n)],
                                 num_steps=steps, save_every=chunk, dtype=jnp.float32,
                                 progress=C.no_progress)
 

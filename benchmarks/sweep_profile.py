@@ -14,7 +14,7 @@ Variants, each a change of one thing against the library's ``sweep``:
 * ``sweep_old_loss_layout`` — the library with the loss written as ``lp_loss`` was before
   this issue: residual ``X @ W_e.T`` (batched, an (m, runs) array XLA transposes twice).
 * ``sweep_no_checks`` — the library with the divergence checks and freezing removed
-  (``dynamics._step`` replaced by the bare update).
+  (``sweep(..., check_finite=False)``).
 * ``sweep_records_every_10`` — records (loss, balancedness, norm, σ_min by SVD) every 10 steps.
 * ``sweep_float64`` — float64 (x64 enabled, in a subprocess).
 * ``bare_padded`` — a hand-written vmapped ``lax.scan`` of ``p ← p − η·mask·∇φ(p)`` on the
@@ -62,7 +62,6 @@ from overparam_jax import (
     sweep,
     whitened_l2_loss,
 )
-from overparam_jax import dynamics as _dynamics
 from overparam_jax.networks import init_balanced
 
 LRS = (1e-4, 2e-4, 5e-4, 1e-3)
@@ -92,23 +91,17 @@ def old_layout_loss(X, Y):
     return loss
 
 
-def library_runner(X, Y, seeds, dtype, save_every_of=lambda steps: steps // 10, loss=None):
+def library_runner(X, Y, seeds, dtype, save_every_of=lambda steps: steps // 10, loss=None, check_finite=True):
     loss = loss or fresh_loss(X, Y)
 
     def run(steps):
         res = sweep(loss, input_dim=128, output_dim=1, hidden_width=1, depths=list(DEPTHS),
-                    seeds=list(range(seeds)), learning_rates=list(LRS), init_scales=[STD],
-                    num_steps=steps, save_every=save_every_of(steps), dtype=dtype)
+                    seeds=list(range(seeds)), learning_rates=list(LRS), init_stds=[STD],
+                    num_steps=steps, save_every=save_every_of(steps), dtype=dtype,
+                    check_finite=check_finite)
         return res.trajectory.loss
 
     return run
-
-
-def _bare_step(method, carry):
-    """dynamics._step without the finiteness checks and the jnp.where freezing."""
-    new_state = method.advance(carry.state, carry.loss, carry.grad)
-    new_loss, new_grad = method.evaluate(new_state)
-    return carry._replace(state=new_state, loss=new_loss, grad=new_grad, step=carry.step + 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -259,13 +252,14 @@ def whitened_problem(n):
     return functools.partial(whitened_l2_loss, Phi=Phi), Phi
 
 
-def b_library_runner(n, seeds, save_every_of=lambda steps: steps):
+def b_library_runner(n, seeds, save_every_of=lambda steps: steps, check_finite=True):
     loss, _ = whitened_problem(n)
 
     def run(steps):
         return sweep(loss, input_dim=n, output_dim=n, hidden_width=n, depths=[B_DEPTH],
-                     seeds=list(range(seeds)), learning_rates=[0.01], init_scales=[1 / np.sqrt(n)],
-                     num_steps=steps, save_every=save_every_of(steps), dtype=jnp.float32).trajectory.loss
+                     seeds=list(range(seeds)), learning_rates=[0.01], init_stds=[1 / np.sqrt(n)],
+                     num_steps=steps, save_every=save_every_of(steps), dtype=jnp.float32,
+                     check_finite=check_finite).trajectory.loss
 
     return run
 
@@ -311,13 +305,7 @@ B_DEPTH = 4
 def run_variants(variants, steps, repeats, runs, quick):
     results = {}
     for name, make in variants.items():
-        original = _dynamics._step
-        if name.endswith("no_checks"):
-            _dynamics._step = _bare_step
-        try:
-            results[name] = slope(make(), steps, repeats, runs, quick)
-        finally:
-            _dynamics._step = original
+        results[name] = slope(make(), steps, repeats, runs, quick)
         results[name]["load_average"] = C.load_average()
         print(f"{name:24s} {results[name]['us_per_run_step']:10.2f} us/run-step  "
               f"compile {results[name]['compile_s']:.1f} s  load {results[name]['load_average']}", flush=True)
@@ -356,7 +344,7 @@ def main(argv=None):
                                                         loss=old_layout_loss(X, Y)),
         "sweep_records_every_10": lambda: library_runner(X, Y, args.seeds, jnp.float32,
                                                          save_every_of=lambda s: 10),
-        "sweep_no_checks": lambda: library_runner(X, Y, args.seeds, jnp.float32),
+        "sweep_no_checks": lambda: library_runner(X, Y, args.seeds, jnp.float32, check_finite=False),
         "bare_padded": lambda: bare_runner(X, Y, args.seeds, jnp.float32, padded=True),
         "bare_per_depth": lambda: bare_runner(X, Y, args.seeds, jnp.float32, padded=False),
         "floor_hand_gradients": lambda: floor_runner(X, Y, args.seeds, jnp.float32),
@@ -376,7 +364,7 @@ def main(argv=None):
     b_variants = {
         "sweep": lambda: b_library_runner(n, b_runs),
         "sweep_records_every_2": lambda: b_library_runner(n, b_runs, save_every_of=lambda s: 2),
-        "sweep_no_checks": lambda: b_library_runner(n, b_runs),
+        "sweep_no_checks": lambda: b_library_runner(n, b_runs, check_finite=False),
         "bare": lambda: b_bare_runner(n, b_runs),
         "matmul_only": lambda: b_matmul_runner(n, b_runs),
     }

@@ -108,7 +108,7 @@ class Workload:
     depths: tuple[int, ...]
     seeds: tuple[int, ...]
     learning_rates: tuple[float, ...]
-    init_scale: float
+    init_std: float
     num_steps: int
     save_every: int
     subset: tuple[Run, ...]  # the runs slow baselines are timed on
@@ -142,7 +142,7 @@ class Workload:
         return float(np.mean([self.flops_per_run_step(d) for _, _, d in self.runs]))
 
     def init(self, seed: int, depth: int) -> list[np.ndarray]:
-        params = init_balanced(jax.random.key(seed), self.dims(depth), std=self.init_scale, dtype=jnp.float32)
+        params = init_balanced(jax.random.key(seed), self.dims(depth), std=self.init_std, dtype=jnp.float32)
         return [np.asarray(W) for W in params]
 
     def shortened(self, num_steps: int) -> Workload:
@@ -183,7 +183,7 @@ def workload_b(quick: bool) -> Workload:
 def run_sweep(wl: Workload) -> np.ndarray:
     res = sweep(wl.jax_loss, input_dim=wl.input_dim, output_dim=wl.output_dim,
                 hidden_width=wl.hidden_width, depths=list(wl.depths), seeds=list(wl.seeds),
-                learning_rates=list(wl.learning_rates), init_scales=[wl.init_scale],
+                learning_rates=list(wl.learning_rates), init_stds=[wl.init_std],
                 num_steps=wl.num_steps, save_every=wl.save_every, dtype=jnp.float32)
     loss = jax.block_until_ready(res.trajectory.loss)  # (S, L, 1, K, T)
     return np.asarray(loss)[:, :, 0].reshape(-1, loss.shape[-1])

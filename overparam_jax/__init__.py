@@ -1,7 +1,26 @@
 """overparam_jax: analyzing optimization of deep linear networks via trajectories.
 
-The public API; every name is defined in a private-by-convention module listed in
-../shared/STYLE.md ("Layout") and re-exported here.
+The public API is every name re-exported here (``overparam_jax.__all__``) and the public
+modules, each of which lists its own public names in ``__all__``:
+
+* :mod:`~overparam_jax.networks` — params, the end-to-end matrix, inits, balancedness,
+  the deficiency margin;
+* :mod:`~overparam_jax.losses` — ℓp, whitened ℓ2, the overparameterized objective φ;
+* :mod:`~overparam_jax.preconditioner` — P_W in closed form, as a Kronecker matrix, the
+  single-output form, the autodiff velocity, the non-gradient-field witness;
+* :mod:`~overparam_jax.dynamics` — step rules and :func:`simulate`; gradient descent and
+  flow, the end-to-end update, optax optimizers;
+* :mod:`~overparam_jax.sweeps` — one compiled program over seeds × learning rates × init
+  stds × depths, sharded over devices and processes;
+* :mod:`~overparam_jax.runner` — the chunked, checkpointed runner of every long computation;
+* :mod:`~overparam_jax.theory` — the theorems' conditions, bounds and closed forms;
+* :mod:`~overparam_jax.analysis` — first hits, log–log slopes, rounding;
+* :mod:`~overparam_jax.datasets`, :mod:`~overparam_jax.checkpoint`,
+  :mod:`~overparam_jax.results` — data, checkpoint files, results files;
+* :mod:`overparam_jax.verify` — the registry of numerical checks (``overparam-jax verify``);
+* :mod:`overparam_jax.experiments` — the papers' experiments (``overparam-jax reproduce``).
+
+Modules whose names start with an underscore (``_validation``) are private.
 """
 
 from overparam_jax.checkpoint import CheckpointMismatch
@@ -14,6 +33,11 @@ from overparam_jax.datasets import (
     whiten,
 )
 from overparam_jax.dynamics import (
+    RK4,
+    EndToEndUpdate,
+    Euler,
+    GradientDescent,
+    OptaxRule,
     Trajectory,
     end_to_end_descent,
     gradient_descent,
@@ -43,23 +67,50 @@ from overparam_jax.preconditioner import (
     preconditioner_matrix,
     single_output_velocity,
 )
+from overparam_jax.runner import Progress
 from overparam_jax.sweeps import SWEEP_AXES, SweepResult, pad_to_depth, sweep
+from overparam_jax.theory import (
+    Theorem1Conditions,
+    Theorem2Conditions,
+    aligned_flow_sigma,
+    aligned_flow_time,
+    descent_lemma_bound,
+    iterations_to_reach,
+    logistic_sigma,
+    margin_probability_exact,
+    theorem1_conditions,
+    theorem1_loss_bound,
+    theorem2_conditions,
+    theorem2_probability_bound,
+    wilson_interval,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointMismatch",
+    "EndToEndUpdate",
+    "Euler",
+    "GradientDescent",
     "LossFn",
     "MNIST",
+    "OptaxRule",
     "Params",
+    "Progress",
+    "RK4",
     "SWEEP_AXES",
     "SweepResult",
+    "Theorem1Conditions",
+    "Theorem2Conditions",
     "Trajectory",
     "Whitened",
     "__version__",
+    "aligned_flow_sigma",
+    "aligned_flow_time",
     "balanced_factorization",
     "balancedness",
     "deficiency_margin",
+    "descent_lemma_bound",
     "end_to_end",
     "end_to_end_descent",
     "end_to_end_field",
@@ -71,10 +122,13 @@ __all__ = [
     "init_balanced",
     "init_gaussian",
     "init_identity",
+    "iterations_to_reach",
     "layer_gradients",
     "load_gas_ethanol",
     "load_mnist",
+    "logistic_sigma",
     "lp_loss",
+    "margin_probability_exact",
     "network_dims",
     "optax_descent",
     "overparameterized",
@@ -85,6 +139,11 @@ __all__ = [
     "single_output_velocity",
     "standardize_columns",
     "sweep",
+    "theorem1_conditions",
+    "theorem1_loss_bound",
+    "theorem2_conditions",
+    "theorem2_probability_bound",
     "whiten",
     "whitened_l2_loss",
+    "wilson_interval",
 ]

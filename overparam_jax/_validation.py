@@ -100,6 +100,39 @@ def require_positive(name: str, value: Any, *, allow_zero: bool = False) -> None
         raise ValueError(f"`{name}` must be finite, but is {v}.")
 
 
+def require_regression_data(X: Any, Y: Any) -> None:
+    """``X`` ``(m, d_0)`` and ``Y`` ``(m, d_N)``: real floating matrices with the same number
+    of rows (samples)."""
+    require_float_array("X", X, ndim=2)
+    require_float_array("Y", Y, ndim=2)
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(
+            f"`X` and `Y` must have the same number of rows (samples), got X {tuple(X.shape)} "
+            f"and Y {tuple(Y.shape)}."
+        )
+
+
+def require_depth(depth: Any) -> None:
+    """``depth`` must be a real scalar; when concrete, finite and positive (a network's depth
+    N, or the end-to-end dynamics' depth, which may be traced and non-integer)."""
+    dtype = getattr(depth, "dtype", None)
+    if dtype is None and (isinstance(depth, bool) or not isinstance(depth, (int, float))):
+        raise TypeError(f"`depth` must be a real number, but is {type(depth).__name__}.")
+    dtype = np.result_type(depth) if dtype is None else np.dtype(dtype)
+    if np.issubdtype(dtype, np.bool_) or not (
+        np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    ):
+        raise TypeError(f"`depth` must be a real number, but has dtype {dtype}.")
+    shape = tuple(np.shape(depth))
+    if shape != ():
+        raise ValueError(
+            f"`depth` must be a scalar (vmap to sweep several depths), but has shape {shape}."
+        )
+    require_positive("depth", depth)
+    if is_concrete(depth) and not np.isfinite(float(np.asarray(depth))):
+        raise ValueError(f"`depth` must be finite, but is {float(np.asarray(depth))}.")
+
+
 def require_int(name: str, value: Any, *, minimum: int | None = None) -> None:
     """Raise unless ``value`` is a Python or NumPy integer (not a bool), ``>= minimum`` if given."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):

@@ -53,68 +53,27 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_reproduce_parsers(sub: argparse._SubParsersAction) -> None:
-    """``reproduce <experiment>``: one sub-subcommand and one ``_cmd_reproduce_*`` handler each."""
+    """``reproduce <experiment>``: one sub-subcommand per :class:`~overparam_jax.experiments.Experiment`,
+    all handled by :func:`_cmd_reproduce`."""
+    from overparam_jax.experiments import EXPERIMENTS, get_experiment
+
     reproduce = sub.add_parser("reproduce", help="reproduce a paper experiment (THEORY.md §8)")
     rsub = reproduce.add_subparsers(dest="experiment", required=True)
-
-    cnn = rsub.add_parser(
-        "cnn",
-        help="E3: the TensorFlow-tutorial MNIST ConvNet vs its linearly overparameterized twin",
-        description="Train the MNIST ConvNet of the TensorFlow tutorial and its twin whose dense "
-        "layers are products of two matrices (ACH18), same seed, batches and dropout; write "
-        "cnn_results.json, cnn_loss.png and cnn_summary.md.",
-    )
-    cnn.add_argument("--quick", action="store_true",
-                     help="a short smoke run on a subset (120 steps of batch 32)")
-    cnn.add_argument("--steps", type=int, metavar="N", help="training steps per net (default: 10 epochs)")
-    cnn.add_argument("--seed", type=int, default=0, help="integer seed (default 0)")
-    cnn.add_argument("--out", default="out/cnn", metavar="DIR", help="output folder (default out/cnn)")
-    cnn.add_argument("--data-dir", metavar="DIR",
-                     help="folder with the four MNIST files (else $OVERPARAM_JAX_DATA, the cache, download)")
-    cnn.add_argument("--l2-on", choices=("product", "factors"), default="product",
-                     help="twin's L2 term on the end-to-end products (default) or on every factor")
-    cnn.add_argument("--weight-decay", type=float, default=5e-4, metavar="LAMBDA",
-                     help="coefficient of the L2 term (default 5e-4, the tutorial's; 0 disables it)")
-    cnn.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_checkpoint_arguments(cnn)
-    cnn.set_defaults(handler=_cmd_reproduce_cnn)
-
-    acc = rsub.add_parser(
-        "acceleration",
-        help="E1: acceleration by depth, GD on depth-1/2/3 linear networks, UCI gas-sensor data",
-        description="Full-batch GD (float32) on the standardized gas-sensor Ethanol data with l2 "
-        "and l4 losses: depths 1-3 (and 4-8) of hidden width 1 at one learning rate chosen by a "
-        "recorded pilot protocol, AdaGrad/AdaDelta/Adam baselines and the discrete end-to-end "
-        "update (ACH18); write acceleration_results.json, acceleration_*.png and "
-        "acceleration_summary.md.",
-    )
-    acc.add_argument("--quick", action="store_true",
-                     help="a small smoke run (1000 steps, 2 seeds, short pilots)")
-    acc.add_argument("--steps", type=int, metavar="N", help="GD iterations per run (default 10^6)")
-    acc.add_argument("--seeds", type=int, metavar="S", help="number of seeds of the main depths (default 5)")
-    acc.add_argument("--out", default="out/acceleration", metavar="DIR",
-                     help="output folder (default out/acceleration)")
-    acc.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_checkpoint_arguments(acc)
-    acc.set_defaults(handler=_cmd_reproduce_acceleration)
-
-    init = rsub.add_parser(
-        "init",
-        help="E2: balanced vs layer-wise Gaussian init across depths 3 and 8 (ACGH19)",
-        description="Full-batch GD on the whitened gas-sensor Ethanol data (||Phi||_F = 1): "
-        "depths 3 and 8, hidden width 32, balanced and layer-wise Gaussian inits over a log grid "
-        "of stds, each at its best learning rate from a log grid 1e-4..1; iterations until the "
-        "loss is within 1e-5 of the optimum (cap 10^6); write init_results.json, init_*.png and "
-        "init_summary.md.",
-    )
-    init.add_argument("--quick", action="store_true",
-                      help="a smoke run (5 stds, 4 learning rates, cap 20000 steps)")
-    init.add_argument("--steps", type=int, metavar="N", help="the iteration cap (default 10^6)")
-    init.add_argument("--seeds", type=int, metavar="S", help="number of seeds (default 1)")
-    init.add_argument("--out", default="out/init", metavar="DIR", help="output folder (default out/init)")
-    init.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_checkpoint_arguments(init)
-    init.set_defaults(handler=_cmd_reproduce_init)
+    for name in EXPERIMENTS:
+        exp = get_experiment(name)
+        p = rsub.add_parser(name, help=exp.help, description=exp.description)
+        p.add_argument("--quick", action="store_true", help="a small smoke run (seconds to a minute)")
+        if "steps" in exp.common:
+            p.add_argument("--steps", type=int, metavar="N", help="the number of steps (see the default in --help's description)")
+        if "seeds" in exp.common:
+            p.add_argument("--seeds", type=int, metavar="S", help="the number of seeds")
+        if "seed" in exp.common:
+            p.add_argument("--seed", type=int, default=0, help="integer seed (default 0)")
+        dests = [p.add_argument(*o.flags, **o.kwargs).dest for o in exp.options]
+        p.add_argument("--out", default=f"out/{name}", metavar="DIR", help=f"output folder (default out/{name})")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        _add_checkpoint_arguments(p)
+        p.set_defaults(handler=_cmd_reproduce, option_dests=dests)
 
 
 def _add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,11 +133,11 @@ def _enable_compilation_cache(jax) -> None:
     ``verify`` is several times faster. ``OVERPARAM_JAX_NO_XLA_CACHE=1`` turns it off."""
     import os
 
-    from overparam_jax.datasets import _cache_root
+    from overparam_jax.datasets import cache_root
 
     if os.environ.get("OVERPARAM_JAX_NO_XLA_CACHE"):
         return
-    jax.config.update("jax_compilation_cache_dir", str(_cache_root() / "xla"))
+    jax.config.update("jax_compilation_cache_dir", str(cache_root() / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
@@ -265,160 +224,60 @@ def _verify_self_test(args: argparse.Namespace, checks, config) -> int:
     return 0 if report.ok else 1
 
 
-def _cmd_reproduce_cnn(args: argparse.Namespace) -> int:
-    from overparam_jax.datasets import load_mnist
-    from overparam_jax.experiments import cnn_mnist
+class _ProgressBars:
+    """The command line's view of :class:`~overparam_jax.runner.Progress`: one tqdm bar per
+    stage (closed when the next stage starts), the run's figures as its postfix."""
 
-    if args.steps is not None and args.steps < 1:
-        raise UserError(f"--steps must be a positive integer, got {args.steps}")
-    if not args.weight_decay >= 0:
-        raise UserError(f"--weight-decay must be non-negative, got {args.weight_decay}")
-    overrides = {"seed": args.seed, "l2_target": args.l2_on, "weight_decay": args.weight_decay}
-    if args.steps is not None:
-        overrides["num_steps"] = args.steps
-    config = cnn_mnist.quick_config(**overrides) if args.quick else cnn_mnist.CNNConfig(**overrides)
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.stage = enabled, None, None
+
+    def __call__(self, p) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None or p.stage != self.stage:
+            from tqdm import tqdm
+
+            self.close()
+            self.bar = tqdm(total=p.total, desc=p.stage or None, unit="step", file=sys.stderr,
+                            dynamic_ncols=True)
+            self.stage = p.stage
+        self.bar.update(p.done - self.bar.n)
+        if p.metrics:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in p.metrics.items()}, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from overparam_jax.experiments import get_experiment
+
+    exp = get_experiment(args.experiment)
+    if exp.x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    options = {dest: getattr(args, dest) for dest in args.option_dests}
+    common = {k: getattr(args, k, None) for k in ("steps", "seeds", "seed")}
     try:
-        data = load_mnist(args.data_dir)
+        config = exp.configure(quick=args.quick, **common, **options)
+    except (TypeError, ValueError) as e:
+        raise UserError(str(e)) from None
+    try:
+        data = exp.load(config)
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load MNIST: {e}") from None
+        raise UserError(f"cannot load the data: {e}") from None
+    checkpoint = _prepare_run(args, exp.name, config)
+    bars = _ProgressBars(enabled=not args.no_progress)
     try:
-        cnn_mnist.validate_config(config, data)
-    except (TypeError, ValueError) as e:
-        raise UserError(str(e)) from None
-    checkpoint = _prepare_run(args, "cnn", config)
-
-    bar = None
-
-    def progress(p: cnn_mnist.Progress) -> None:
-        nonlocal bar
-        if args.no_progress:
-            return
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = tqdm(total=2 * p.num_steps, unit="step", file=sys.stderr, dynamic_ncols=True)
-        offset = 0 if p.net == "baseline" else p.num_steps
-        bar.update(offset + p.step - bar.n)
-        info = {"net": p.net}
-        if p.loss == p.loss:  # not NaN (NaN before the first step)
-            info["loss"] = f"{p.loss:.3g}"
-        if p.test_accuracy is not None:
-            info["test_acc"] = f"{100 * p.test_accuracy:.2f}%"
-        bar.set_postfix(info, refresh=False)
-
-    try:
-        result = cnn_mnist.run_cnn_experiment(data, config, progress=progress, checkpoint=checkpoint)
+        result = exp.run(config, data, progress=bars, checkpoint=checkpoint)
     finally:
-        if bar is not None:
-            bar.close()
-    for run in (result.baseline, result.overparameterized):
-        print(
-            f"{run.name:18s} {run.param_count:>9,} parameters  {run.steps_per_second:6.2f} steps/s  "
-            f"final test accuracy {100 * run.test_accuracy[-1]:.2f} %"
-        )
-    extra = result.overparameterized.param_count - result.baseline.param_count
-    ratio = extra / result.baseline.param_count
-    print(f"overparameterization adds {extra:,} parameters (+{100 * ratio:.1f} %)")
-    _finish_run(checkpoint, lambda: cnn_mnist.write_outputs(result, args.out), args.out)
-    return 0
-
-
-def _cmd_reproduce_acceleration(args: argparse.Namespace) -> int:
-    from overparam_jax.experiments import acceleration
-
-    for flag, value in (("--steps", args.steps), ("--seeds", args.seeds)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} must be a positive integer, got {value}")
-    config = acceleration.quick_config() if args.quick else acceleration.AccelerationConfig()
-    if args.steps is not None:
-        config = acceleration.with_steps(config, args.steps)
-    if args.seeds is not None:
-        config = config._replace(
-            seeds=tuple(range(args.seeds)), extra_seeds=min(config.extra_seeds, args.seeds),
-            baseline_seeds=min(config.baseline_seeds, args.seeds),
-        )
-    try:
-        acceleration.validate_config(config)
-    except (TypeError, ValueError) as e:
-        raise UserError(str(e)) from None
-    checkpoint = _prepare_run(args, "acceleration", config)
-
-    bar, stage = None, None
-
-    def progress(p: acceleration.Progress) -> None:
-        nonlocal bar, stage
-        if p.stage != stage:
-            from tqdm import tqdm
-
-            if bar is not None:
-                bar.close()
-            bar, stage = tqdm(total=p.total, desc=p.stage, unit="step", file=sys.stderr,
-                              dynamic_ncols=True), p.stage
-        bar.update(p.done - bar.n)
-
-    try:
-        result = acceleration.run_acceleration_experiment(
-            config, progress=None if args.no_progress else progress, checkpoint=checkpoint
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    for name, rec in result.protocol.items():
-        print(f"{name}: lr (every depth) {rec['lr_gd']:g}, linear model's largest stable lr "
-              f"{rec['lr_linear']:g}")
-    for claim in acceleration.result_to_dict(result)["claims"].values():
-        print(f"{'HOLDS' if claim['holds'] else 'DOES NOT HOLD'}: {claim['statement']}")
-    print(f"wall time {result.seconds['total']:.0f} s")
-    _finish_run(checkpoint, lambda: acceleration.write_outputs(result, args.out), args.out)
-    return 0
-
-
-def _cmd_reproduce_init(args: argparse.Namespace) -> int:
-    import jax
-
-    jax.config.update("jax_enable_x64", True)  # margins in float64; GD runs in float32 (config)
-    from overparam_jax.experiments import init_robustness
-
-    for flag, value in (("--steps", args.steps), ("--seeds", args.seeds)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} must be a positive integer, got {value}")
-    config = init_robustness.quick_config() if args.quick else init_robustness.InitConfig()
-    if args.steps is not None:
-        config = config._replace(max_steps=args.steps, fine_steps=min(config.fine_steps, args.steps))
-    if args.seeds is not None:
-        config = config._replace(seeds=tuple(range(args.seeds)))
-    try:
-        init_robustness.validate_config(config)
-    except (TypeError, ValueError) as e:
-        raise UserError(str(e)) from None
-    checkpoint = _prepare_run(args, "init", config)
-
-    bars: dict = {}
-
-    def progress(p: init_robustness.InitProgress) -> None:
-        if args.no_progress:
-            return
-        if p.depth not in bars:
-            from tqdm import tqdm
-
-            for bar in bars.values():
-                bar.close()
-            bars[p.depth] = tqdm(total=p.max_steps, desc=f"depth {p.depth}", unit="step",
-                                 file=sys.stderr, dynamic_ncols=True)
-        bars[p.depth].update(p.step - bars[p.depth].n)
-        bars[p.depth].set_postfix({"open runs": f"{p.active}/{p.total}"}, refresh=False)
-
-    try:
-        result = init_robustness.run_init_experiment(config, progress=progress, checkpoint=checkpoint)
-    finally:
-        for bar in bars.values():
-            bar.close()
-    counts = init_robustness.result_to_dict(result)
-    for depth, d in counts["depths"].items():
-        for init, c in d["converged_stds"].items():
-            print(f"depth {depth} {init:9s}: converged at {c['all_seeds']} of {c['of']} stds")
-    print(f"wall time {result.seconds:.0f} s")
-    _finish_run(checkpoint, lambda: init_robustness.write_outputs(result, args.out), args.out)
+        bars.close()
+    for line in exp.summary_lines(result):
+        print(line)
+    _finish_run(checkpoint, lambda: exp.write_outputs(result, args.out), args.out)
     return 0
 
 

@@ -41,11 +41,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from overparam_jax._validation import require_finite, require_finite_scalar, require_float_array
+from overparam_jax._validation import (
+    require_finite,
+    require_finite_scalar,
+    require_float_array,
+    require_regression_data,
+)
 
 __all__ = [
     "MNIST",
     "Whitened",
+    "cache_root",
     "load_gas_ethanol",
     "load_mnist",
     "standardize_columns",
@@ -264,13 +270,7 @@ def whiten(X: Any, Y: Any, *, scale_labels: bool = False, rtol: float | None = N
         >>> bool(np.allclose(w.X.T @ w.X / 100, np.eye(3)))
         True
     """
-    require_float_array("X", X, ndim=2)
-    require_float_array("Y", Y, ndim=2)
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(
-            f"`X` and `Y` must have the same number of rows (samples), got X {tuple(X.shape)} "
-            f"and Y {tuple(Y.shape)}."
-        )
+    require_regression_data(X, Y)
     require_finite("X", X)
     require_finite("Y", Y)
     m, d_0 = X.shape
@@ -430,8 +430,9 @@ def _decode_idx(data: bytes, spec: _IdxSpec, *, source: str, compressed: bool) -
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(spec.shape).copy()
 
 
-def _cache_root() -> Path:
-    """``$OVERPARAM_JAX_CACHE`` if set, else ``~/.cache/overparam_jax``."""
+def cache_root() -> Path:
+    """The toolkit's cache folder (downloaded data, compiled programs):
+    ``$OVERPARAM_JAX_CACHE`` if set, else ``~/.cache/overparam_jax``."""
     env = os.environ.get("OVERPARAM_JAX_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "overparam_jax"
 
@@ -443,7 +444,7 @@ def _mnist_search_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
     env = os.environ.get("OVERPARAM_JAX_DATA")
     if env:
         dirs += [Path(env).expanduser(), Path(env).expanduser() / "mnist"]
-    dirs.append(_cache_root() / "mnist")
+    dirs.append(cache_root() / "mnist")
     return dirs
 
 
@@ -551,7 +552,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Tr
         raise FileNotFoundError(
             "MNIST not found and `download=False`; looked in " + "; ".join(searched) + "."
         )
-    cache = _cache_root() / "mnist"
+    cache = cache_root() / "mnist"
     cache.mkdir(parents=True, exist_ok=True)
     files = _find_mnist_files(cache)
     for field in _MNIST_READ_ORDER:

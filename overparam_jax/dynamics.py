@@ -14,11 +14,18 @@ Divergence is data: after each step the new state and its loss are checked; the 
 step whose loss or weights are non-finite is recorded in ``diverged_at`` and the run
 freezes at its last finite state, so a vmapped sweep never spreads NaNs across cells.
 
-Long runs can report progress and survive interruption: with ``progress=callback`` or
-``checkpoint=PATH`` the scan runs in 20 chunks of records, one compiled chunk at a time;
-``callback(done_steps, total_steps)`` is called after each, and the state is saved to
-``PATH`` after each (:mod:`overparam_jax.checkpoint`), so that the same call resumes
-where an interrupted one stopped. The result is identical to the single-scan run.
+Each method is a *step rule*: a small frozen dataclass registered as a pytree, whose
+hyper-parameters (learning rate, weight decay, step, depth) are leaves — traced, so they
+can be vmapped — and whose loss function (and optax optimizer) are static fields, part of
+the compiled program. :class:`GradientDescent`, :class:`EndToEndUpdate`,
+:class:`OptaxRule`, :class:`Euler` and :class:`RK4` here (the padded GD of a depth sweep
+lives with the sweep, :mod:`overparam_jax.sweeps`); each has ``init`` (weights to state),
+``evaluate`` (loss and gradient of a state), ``step`` (one step from a state and its
+gradient) and ``observe`` (the recorded quantities of a state). :func:`simulate` runs any
+rule as one compiled ``lax.scan`` — or, with ``progress=callback`` or ``checkpoint=PATH``,
+in 20 chunks through :func:`overparam_jax.runner.run_chunks`, reporting progress and
+saving its state after each so that the same call resumes where an interrupted one
+stopped. Every path runs the same compiled step, so the results are identical.
 
 References:
     [ACH18] Arora, Cohen, Hazan, ICML 2018, Theorem 1 and §7 (discrete end-to-end update).
@@ -26,10 +33,11 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -38,25 +46,32 @@ import optax
 
 from overparam_jax._validation import (
     is_concrete,
+    require_depth,
     require_float_array,
     require_positive,
     validate_params,
     validate_run_options,
 )
-from overparam_jax.checkpoint import array_digest, load_checkpoint, save_checkpoint, software_versions
+from overparam_jax.checkpoint import array_digest, software_versions
 from overparam_jax.losses import LossFn, overparameterized
 from overparam_jax.networks import balancedness, end_to_end
-from overparam_jax.preconditioner import _validate_depth, preconditioner_apply
+from overparam_jax.preconditioner import preconditioner_apply
+from overparam_jax.runner import ProgressFn, chunk_sizes, on_host, run_chunks
 
 __all__ = [
+    "EndToEndUpdate",
+    "Euler",
+    "GradientDescent",
+    "OptaxRule",
+    "RK4",
     "Trajectory",
     "end_to_end_descent",
     "gradient_descent",
     "gradient_flow",
     "optax_descent",
+    "simulate",
+    "step_rule",
 ]
-
-ProgressFn = Callable[[int, int], None]
 
 
 class Trajectory(NamedTuple):
@@ -65,7 +80,8 @@ class Trajectory(NamedTuple):
     Attributes:
         step: ``(T,)`` int, the iteration index of each record.
         time: ``(T,)`` the continuous time of each record: ``learning_rate * step`` for
-            descent methods (the matching gradient-flow time), ``dt * step`` for flows.
+            descent methods (the matching gradient-flow time), ``dt * step`` for flows,
+            ``step`` for optax optimizers.
         loss: ``(T,)`` :math:`\\ell(W_e)`.
         balancedness: ``(T,)`` :math:`\\max_j \\|W_{j+1}^\\top W_{j+1} - W_j W_j^\\top\\|_F`
             (0 for depth 1 and for the end-to-end dynamics, which assume exact balance).
@@ -73,7 +89,7 @@ class Trajectory(NamedTuple):
         sigma_min: ``(T,)`` the smallest singular value of ``W_e`` (the min(d_N, d_0)-th).
         end_to_end: ``(T, d_N, d_0)`` when ``record_end_to_end=True``, else ``None``.
         diverged_at: ``()`` int, first step whose loss or weights were non-finite, else -1.
-        final: the final state (``params`` for networks, ``W_e`` for the end-to-end dynamics).
+        final: the final weights (``params`` for networks, ``W_e`` for the end-to-end dynamics).
     """
 
     step: jax.Array
@@ -87,22 +103,182 @@ class Trajectory(NamedTuple):
     final: Any
 
 
+# --------------------------------------------------------------------------------------
+# Step rules
+# --------------------------------------------------------------------------------------
+
+
+def step_rule(cls):
+    """Make ``cls`` a step rule: a frozen dataclass registered as a JAX pytree.
+
+    Fields declared with ``dataclasses.field(metadata={"static": True})`` (the loss
+    function, an optax optimizer, ...) are part of the compiled program; every other field
+    is a leaf, traced and vmappable (learning rate, weight decay, dt, depth, masks).
+    """
+    return jax.tree_util.register_dataclass(dataclasses.dataclass(frozen=True)(cls))
+
+
+def static_field():
+    """A step-rule field that is part of the compiled program, not a traced leaf."""
+    return dataclasses.field(metadata={"static": True})
+
+
+def _axpy(a, x, y):
+    """x + a y over pytrees."""
+    return jax.tree_util.tree_map(lambda u, v: u + a * v, x, y)
+
+
+class _OnLayers:
+    r"""Shared behaviour of the rules whose state is the layers ``(W_1, ..., W_N)`` and
+    whose objective is :math:`\phi + \tfrac{\lambda}{2}\sum_j \|W_j\|_F^2` (the recorded
+    loss is :math:`\phi` alone). Subclasses have ``loss_fn`` and ``weight_decay`` fields."""
+
+    def init(self, params):
+        return tuple(params)
+
+    def step(self, params, grad):
+        """One explicit step of size ``time_unit`` along the gradient."""
+        return _axpy(-self.time_unit, params, grad)
+
+    def evaluate(self, params):
+        loss, grad = jax.value_and_grad(overparameterized(self.loss_fn))(params)
+        return loss, _axpy(self.weight_decay, grad, params)
+
+    def weights(self, state):
+        return state
+
+    def observe(self, state) -> dict[str, jax.Array]:
+        params = self.weights(state)
+        return {"balancedness": balancedness(params), **_matrix_records(end_to_end(params))}
+
+
+def _matrix_records(W_e: jax.Array) -> dict[str, jax.Array]:
+    return {"norm": jnp.linalg.norm(W_e), "sigma_min": jnp.linalg.svd(W_e, compute_uv=False)[-1],
+            "end_to_end": W_e}
+
+
+@step_rule
+class GradientDescent(_OnLayers):
+    r"""Gradient descent on the layers:
+    :math:`W_j \leftarrow W_j - \eta\,(\partial\phi/\partial W_j + \lambda W_j)`."""
+
+    loss_fn: LossFn = static_field()
+    learning_rate: jax.Array = 0.0
+    weight_decay: jax.Array = 0.0
+
+    @property
+    def time_unit(self):
+        return self.learning_rate
+
+
+@step_rule
+class Euler(_OnLayers):
+    r"""Gradient flow by explicit Euler with step ``dt`` (GD with η = dt; order 1)."""
+
+    loss_fn: LossFn = static_field()
+    dt: jax.Array = 0.0
+    weight_decay: jax.Array = 0.0
+
+    @property
+    def time_unit(self):
+        return self.dt
+
+
+@step_rule
+class RK4(_OnLayers):
+    r"""Gradient flow by the classical Runge–Kutta method with step ``dt`` (order 4)."""
+
+    loss_fn: LossFn = static_field()
+    dt: jax.Array = 0.0
+    weight_decay: jax.Array = 0.0
+
+    def step(self, params, k1):
+        h = self.dt
+        k2 = self.evaluate(_axpy(-h / 2, params, k1))[1]
+        k3 = self.evaluate(_axpy(-h / 2, params, k2))[1]
+        k4 = self.evaluate(_axpy(-h, params, k3))[1]
+        slope = jax.tree_util.tree_map(lambda a, b, c, d: (a + 2 * b + 2 * c + d) / 6, k1, k2, k3, k4)
+        return _axpy(-h, params, slope)
+
+    @property
+    def time_unit(self):
+        return self.dt
+
+
+@step_rule
+class EndToEndUpdate:
+    r"""The discrete end-to-end update [ACH18, THEORY.md §4] on :math:`W_e`:
+    :math:`W_e \leftarrow W_e - \eta\,(P_{W_e}\nabla\ell(W_e) + \lambda N W_e)`; depth N may
+    be traced and non-integer."""
+
+    loss_fn: LossFn = static_field()
+    depth: jax.Array = 1.0
+    learning_rate: jax.Array = 0.0
+    weight_decay: jax.Array = 0.0
+
+    def init(self, W_e):
+        return W_e
+
+    def evaluate(self, W_e):
+        return jax.value_and_grad(self.loss_fn)(W_e)
+
+    def step(self, W_e, grad):
+        N = self.depth
+        return W_e - self.learning_rate * (preconditioner_apply(W_e, grad, N) + self.weight_decay * N * W_e)
+
+    def weights(self, W_e):
+        return W_e
+
+    def observe(self, W_e) -> dict[str, jax.Array]:
+        # The update assumes exact balance: balancedness is 0 by definition.
+        return {"balancedness": jnp.zeros((), W_e.dtype), **_matrix_records(W_e)}
+
+    @property
+    def time_unit(self):
+        return self.learning_rate
+
+
+@step_rule
+class OptaxRule(_OnLayers):
+    """Any ``optax.GradientTransformation`` on the layers of φ; the state is
+    ``(params, opt_state)`` and time counts steps."""
+
+    loss_fn: LossFn = static_field()
+    optimizer: optax.GradientTransformation = static_field()
+
+    weight_decay = 0.0  # the optimizer carries any decay it wants
+
+    def init(self, params):
+        params = tuple(params)
+        return params, self.optimizer.init(params)
+
+    def evaluate(self, state):
+        return _OnLayers.evaluate(self, state[0])
+
+    def step(self, state, grad):
+        params, opt_state = state
+        updates, opt_state = self.optimizer.update(grad, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def weights(self, state):
+        return state[0]
+
+    @property
+    def time_unit(self):
+        return 1.0
+
+
+# --------------------------------------------------------------------------------------
+# simulate: any rule as one compiled scan, or in chunks through the runner
+# --------------------------------------------------------------------------------------
+
+
 class _Carry(NamedTuple):
-    state: Any  # what the method advances (params, W_e, or (params, opt_state))
+    state: Any  # what the rule advances (params, W_e, or (params, opt_state))
     loss: jax.Array  # loss at `state`
-    grad: Any  # gradient at `state` (w.r.t. params or W_e)
+    grad: Any  # gradient at `state`
     diverged_at: jax.Array
     step: jax.Array
-
-
-class _Method(NamedTuple):
-    """A discrete-time method: ``evaluate`` gives (loss, grad) of a state, ``advance`` one step."""
-
-    evaluate: Callable[[Any], tuple[jax.Array, Any]]
-    advance: Callable[[Any, jax.Array, Any], Any]  # (state, loss, grad) -> state
-    weights: Callable[[Any], Any]  # state -> params (or W_e): checked for finiteness, returned
-    end_to_end: Callable[[Any], jax.Array]  # weights -> W_e
-    balancedness: Callable[[Any], jax.Array]  # weights -> delta
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -110,11 +286,14 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def _step(method: _Method, carry: _Carry) -> _Carry:
-    """One step; freeze (keep the old state) from the first non-finite state on."""
-    new_state = method.advance(carry.state, carry.loss, carry.grad)
-    new_loss, new_grad = method.evaluate(new_state)
-    finite = jnp.isfinite(new_loss) & _all_finite(method.weights(new_state))
+def _step(rule, carry: _Carry, check_finite: bool) -> _Carry:
+    """One step; with ``check_finite``, freeze (keep the old state) from the first
+    non-finite state on and record where that happened."""
+    new_state = rule.step(carry.state, carry.grad)
+    new_loss, new_grad = rule.evaluate(new_state)
+    if not check_finite:
+        return carry._replace(state=new_state, loss=new_loss, grad=new_grad, step=carry.step + 1)
+    finite = jnp.isfinite(new_loss) & _all_finite(rule.weights(new_state))
     accept = finite & (carry.diverged_at < 0)
     keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(accept, n, o), new, old)
     first_failure = (~finite) & (carry.diverged_at < 0)
@@ -127,155 +306,63 @@ def _step(method: _Method, carry: _Carry) -> _Carry:
     )
 
 
-def _observe(method: _Method, carry: _Carry, record_end_to_end: bool) -> dict[str, jax.Array]:
-    """The per-record observables of the current state."""
-    weights = method.weights(carry.state)
-    W_e = method.end_to_end(weights)
-    record = {
-        "step": carry.step,
-        "loss": carry.loss,
-        "balancedness": method.balancedness(weights),
-        "norm": jnp.linalg.norm(W_e),
-        "sigma_min": jnp.linalg.svd(W_e, compute_uv=False)[-1],
-    }
-    if record_end_to_end:
-        record["end_to_end"] = W_e
+def _observe(rule, carry: _Carry, record_end_to_end: bool) -> dict[str, jax.Array]:
+    record = {"step": carry.step, "loss": carry.loss, **rule.observe(carry.state)}
+    if not record_end_to_end:
+        del record["end_to_end"]
     return record
 
 
-def _network_gradient(loss_fn: LossFn, weight_decay: jax.Array):
-    """(loss, grad) of φ + (λ/2) Σ ||W_j||² at params; the recorded loss is φ alone."""
-    phi = overparameterized(loss_fn)
-
-    def evaluate(params):
-        loss, grad = jax.value_and_grad(phi)(params)
-        grad = jax.tree_util.tree_map(lambda g, W: g + weight_decay * W, grad, params)
-        return loss, grad
-
-    return evaluate
-
-
-def _axpy(a, x, y):
-    """x + a y over pytrees."""
-    return jax.tree_util.tree_map(lambda u, v: u + a * v, x, y)
-
-
-def _network_method(evaluate, advance) -> _Method:
-    return _Method(evaluate, advance, lambda p: p, end_to_end, balancedness)
-
-
-def _padded_balancedness(params, pairs):
-    """Balancedness of a depth-padded network (see :mod:`overparam_jax.sweeps`).
-
-    ``pairs = (adjacent, to_last)`` are boolean masks over positions ``i = 0..D-2``: which
-    gaps ``||W_{i+1}^T W_{i+1} - W_i W_i^T||`` and ``||W_D^T W_D - W_i W_i^T||`` join two
-    consecutive *real* layers (frozen identity layers sit between them).
-    """
-    if len(params) == 1:  # a sweep of depth 1 only: no pair of layers
-        return jnp.zeros((), params[0].dtype)
-    adjacent, to_last = pairs
-    outer = [W @ W.T for W in params[:-1]]
-    inner_next = [W.T @ W for W in params[1:]]
-    gaps_adjacent = jnp.stack([jnp.linalg.norm(b - a) for a, b in zip(outer, inner_next)])
-    gaps_last = jnp.stack([jnp.linalg.norm(inner_next[-1] - a) for a in outer])
-    zero = jnp.zeros_like(gaps_last)
-    return jnp.maximum(
-        jnp.max(jnp.where(adjacent, gaps_adjacent, zero)), jnp.max(jnp.where(to_last, gaps_last, zero))
-    )
-
-
-def _make_method(kind: str, loss_fn: LossFn, hyper: dict[str, Any], optimizer) -> _Method:
-    """The step rule of each method; ``hyper`` holds traced values (eta, lam, depth, dt, ...)."""
-    if kind == "gd":
-        return _network_method(
-            _network_gradient(loss_fn, hyper["lam"]), lambda p, _, g: _axpy(-hyper["eta"], p, g)
-        )
-    if kind == "padded_gd":  # frozen layers have mask 0 (sweeps over depth)
-        masked = lambda g: jax.tree_util.tree_map(jnp.multiply, hyper["mask"], g)
-        return _Method(
-            _network_gradient(loss_fn, hyper["lam"]),
-            lambda p, _, g: _axpy(-hyper["eta"], p, masked(g)),
-            lambda p: p,
-            end_to_end,
-            lambda p: _padded_balancedness(p, hyper["pairs"]),
-        )
-    if kind == "end_to_end":
-        N, eta, lam = hyper["depth"], hyper["eta"], hyper["lam"]
-        return _Method(
-            jax.value_and_grad(loss_fn),
-            lambda W, _, g: W - eta * (preconditioner_apply(W, g, N) + lam * N * W),
-            lambda W: W,
-            lambda W: W,
-            lambda W: jnp.zeros((), W.dtype),  # the update assumes exact balance
-        )
-    if kind == "optax":
-        evaluate = _network_gradient(loss_fn, 0.0)
-
-        def advance(state, _, grad):
-            p, opt_state = state
-            updates, opt_state = optimizer.update(grad, opt_state, p)
-            return optax.apply_updates(p, updates), opt_state
-
-        return _Method(lambda s: evaluate(s[0]), advance, lambda s: s[0], end_to_end, balancedness)
-    evaluate, h = _network_gradient(loss_fn, hyper["lam"]), hyper["dt"]
-    if kind == "euler":
-        return _network_method(evaluate, lambda p, _, g: _axpy(-h, p, g))
-
-    def rk4(p, _, k1):
-        k2 = evaluate(_axpy(-h / 2, p, k1))[1]
-        k3 = evaluate(_axpy(-h / 2, p, k2))[1]
-        k4 = evaluate(_axpy(-h, p, k3))[1]
-        slope = jax.tree_util.tree_map(lambda a, b, c, d: (a + 2 * b + 2 * c + d) / 6, k1, k2, k3, k4)
-        return _axpy(-h, p, slope)
-
-    return _network_method(evaluate, rk4)
-
-
-def _start(state, hyper, *, kind, loss_fn, optimizer, record_end_to_end):
+def _start(rule, initial, record_end_to_end):
     """The initial carry and the t = 0 record."""
-    method = _make_method(kind, loss_fn, hyper, optimizer)
-    loss, grad = method.evaluate(state)
+    state = rule.init(initial)
+    loss, grad = rule.evaluate(state)
     carry = _Carry(state, loss, grad, jnp.asarray(-1, jnp.int32), jnp.asarray(0, jnp.int32))
-    return carry, _observe(method, carry, record_end_to_end)
+    return carry, _observe(rule, carry, record_end_to_end)
 
 
-def _advance_records(
-    carry, hyper, *, kind, loss_fn, optimizer, record_end_to_end, num_records, save_every
-):
+def _advance(rule, carry, num_records, save_every, record_end_to_end, check_finite):
     """``num_records`` records, each after ``save_every`` steps (a nested ``lax.scan``)."""
-    method = _make_method(kind, loss_fn, hyper, optimizer)
 
     def inner(c, _):
-        return _step(method, c), None
+        return _step(rule, c, check_finite), None
 
     def outer(c, _):
         c, _ = jax.lax.scan(inner, c, None, length=save_every)
-        return c, _observe(method, c, record_end_to_end)
+        return c, _observe(rule, c, record_end_to_end)
 
     return jax.lax.scan(outer, carry, None, length=num_records)
 
 
+def _first_update(rule, carry):
+    """The first step's new state: pins the rule's step (and an optax optimizer) in a
+    checkpoint's fingerprint."""
+    return rule.step(carry.state, carry.grad)
+
+
 def _compiled(fn, static: tuple[str, ...], batched: bool):
-    """``fn`` jitted with static keyword arguments, vmapped over its two array arguments if batched."""
+    """``fn(rule, x, ...)`` jitted (static keyword arguments), vmapped over ``rule`` and
+    ``x`` (every leaf with a leading run axis) if ``batched``."""
     if not batched:
         return jax.jit(fn, static_argnames=static)
 
-    def vmapped(state, hyper, **kwargs):
-        return jax.vmap(functools.partial(fn, **kwargs))(state, hyper)
+    def vmapped(rule, x, **kwargs):
+        return jax.vmap(functools.partial(fn, **kwargs))(rule, x)
 
     return jax.jit(vmapped, static_argnames=static)
 
 
-_STATIC = ("kind", "loss_fn", "optimizer", "record_end_to_end")
 _COMPILED = {
-    (name, batched): _compiled(fn, _STATIC + extra, batched)
-    for name, fn, extra in (("start", _start, ()),
-                            ("advance", _advance_records, ("num_records", "save_every")))
+    (name, batched): _compiled(fn, static, batched)
+    for name, fn, static in (("start", _start, ("record_end_to_end",)),
+                             ("advance", _advance, ("num_records", "save_every", "record_end_to_end",
+                                                    "check_finite")),
+                             ("first_update", _first_update, ()))
     for batched in (False, True)
 }
 
 
-def _validate_schedule(num_steps: int, save_every: int) -> int:
+def _num_records(num_steps: int, save_every: int) -> int:
     for name, value in (("num_steps", num_steps), ("save_every", save_every)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"`{name}` must be an int, got {value!r}.")
@@ -292,98 +379,84 @@ def _validate_schedule(num_steps: int, save_every: int) -> int:
     return num_steps // save_every
 
 
-def _chunk_sizes(num_records: int, num_chunks: int) -> list[int]:
-    base, extra = divmod(num_records, num_chunks)
-    return [base + (i < extra) for i in range(num_chunks) if base + (i < extra) > 0]
-
-
-_TIME_UNIT = {"gd": "eta", "padded_gd": "eta", "end_to_end": "eta", "euler": "dt", "rk4": "dt"}
-
-
-def _fingerprint(kind, carry, hyper, optimizer, batched, sizes, save_every, record_end_to_end):
-    """What a checkpoint of :func:`_simulate` must match: the method, the schedule, the
-    software versions, and the bytes of the initial state, its loss and gradient and the
-    hyperparameters (which pin down the init, the loss function and its data). An optax
-    optimizer is pinned by its first update."""
-    probe = None
-    if optimizer is not None:
-        params, opt_state = carry.state
-        update = lambda g, s, p: optimizer.update(g, s, p)[0]
-        probe = (jax.vmap(update) if batched else update)(carry.grad, opt_state, params)
+def _fingerprint(rule, carry, batched, sizes, save_every, record_end_to_end):
+    """What a checkpoint of :func:`simulate` must match: the rule, the schedule, the
+    software versions, the bytes of the initial state, its loss and gradient and the rule's
+    leaves (which pin down the init, the hyper-parameters, the loss function and its data),
+    and of the first step's result (which pins the step, and an optax optimizer)."""
+    first = _COMPILED["first_update", batched](rule, carry)
+    carry, rule, first = on_host((carry, rule, first))  # whole, also under jax.distributed
     return {
-        "kind": kind, "batched": batched, "chunks": list(sizes), "save_every": save_every,
-        "record_end_to_end": record_end_to_end,
-        "sha256 of the initial state, loss, gradient and hyperparameters": array_digest((carry, hyper)),
-        "sha256 of the optimizer's first update": None if probe is None else array_digest(probe),
+        "rule": type(rule).__name__, "batched": batched, "chunks": list(sizes),
+        "save_every": save_every, "record_end_to_end": record_end_to_end,
+        "sha256 of the initial state, loss, gradient and hyperparameters": array_digest((carry, rule)),
+        "sha256 of the first step": array_digest(first),
         "versions": software_versions(),
     }
 
 
-def _resume(path, fingerprint, carry):
-    """The carry and the records saved at ``path`` (placed like ``carry``), or ``carry``
-    and no records if there is no checkpoint yet."""
-    saved = load_checkpoint(path, fingerprint)
-    if saved is None:
-        return carry, []
-    leaves, treedef = jax.tree_util.tree_flatten(carry)
-    restored = [jax.device_put(x, like.sharding) for x, like in
-                zip(jax.tree_util.tree_leaves(saved["carry"]), leaves)]
-    return jax.tree_util.tree_unflatten(treedef, restored), list(saved["records"])
-
-
-def _simulate(
-    kind: str,
-    loss_fn: LossFn,
-    state: Any,
-    hyper: dict[str, Any],
+def simulate(
+    rule,
+    initial: Any,
     *,
     num_steps: int,
-    save_every: int,
+    save_every: int = 1,
     record_end_to_end: bool = False,
-    optimizer=None,
     progress: ProgressFn | None = None,
     checkpoint: str | os.PathLike | None = None,
     num_chunks: int = 20,
     batched: bool = False,
+    check_finite: bool = True,
 ) -> Trajectory:
-    """Run a method from ``state``: one compiled scan, or chunks with ``progress`` callbacks
-    and/or a ``checkpoint`` file saved after each chunk (and resumed from, if present).
+    """Run the step rule ``rule`` from ``initial`` (its weights) for ``num_steps`` steps.
 
-    Every path runs the same compiled step, so their results are identical. With
-    ``batched=True`` every leaf of ``state`` and ``hyper`` has a leading run axis and
-    all runs go through one vmapped compiled scan.
+    One compiled ``lax.scan``; or, with ``progress`` or ``checkpoint``, ``num_chunks``
+    chunks through :func:`overparam_jax.runner.run_chunks` (progress after each, state
+    saved after each and resumed from). Every path runs the same compiled step, so the
+    results are identical. With ``batched=True`` every leaf of ``rule`` and ``initial`` has
+    a leading run axis and all runs go through one vmapped program (how a sweep runs).
+
+    Args:
+        rule: a step rule (:class:`GradientDescent`, :class:`EndToEndUpdate`, ...).
+        initial: the weights the rule starts from (``params`` or ``W_e``).
+        num_steps: number of steps (static); a multiple of ``save_every``.
+        save_every: record every this many steps (static).
+        record_end_to_end: also record ``W_e`` at every record.
+        progress: optional callback receiving a :class:`~overparam_jax.runner.Progress`
+            after every chunk.
+        checkpoint: optional file for the state (see :func:`~overparam_jax.runner.run_chunks`).
+        num_chunks: chunks of a chunked run.
+        batched: ``rule`` and ``initial`` carry a leading run axis.
+        check_finite: after every step, check that the loss and weights are finite and
+            freeze a run at its last finite state (``diverged_at`` records where). False
+            skips the check and the freezing: faster (benchmarks/RESULTS.md), but a run that
+            blows up carries inf/NaN and ``diverged_at`` stays -1.
+
+    Returns:
+        A :class:`Trajectory` (fields with a leading run axis if ``batched``).
     """
-    num_records = _validate_schedule(num_steps, save_every)
-    static = dict(kind=kind, loss_fn=loss_fn, optimizer=optimizer, record_end_to_end=record_end_to_end)
-    carry, first = _COMPILED["start", batched](state, hyper, **static)
-    chunked = progress is not None or checkpoint is not None
-    sizes = _chunk_sizes(num_records, num_chunks) if chunked else [num_records]
-    chunks: list[Any] = []
-    if checkpoint is not None:
-        fingerprint = _fingerprint(kind, carry, hyper, optimizer, batched, sizes, save_every,
-                                   record_end_to_end)
-        carry, chunks = _resume(checkpoint, fingerprint, carry)
-    done = sum(sizes[: len(chunks)]) * save_every
-    if chunks and progress is not None:
-        progress(done, num_steps)
-    for size in sizes[len(chunks):]:
-        carry, records = _COMPILED["advance", batched](
-            carry, hyper, num_records=size, save_every=save_every, **static
-        )
-        chunks.append(records)
-        done += size * save_every
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, fingerprint, {"carry": carry, "records": chunks})
-        if progress is not None:
-            jax.block_until_ready(records)
-            progress(done, num_steps)
+    num_records = _num_records(num_steps, save_every)
+    carry, first = _COMPILED["start", batched](rule, initial, record_end_to_end=record_end_to_end)
+    advance = functools.partial(_COMPILED["advance", batched], rule, save_every=save_every,
+                                record_end_to_end=record_end_to_end, check_finite=check_finite)
+    if progress is None and checkpoint is None:
+        carry, records = advance(carry, num_records=num_records)
+        chunks = [records]
+    else:
+        sizes = chunk_sizes(num_records, num_chunks)
+        fingerprint = None if checkpoint is None else _fingerprint(
+            rule, carry, batched, sizes, save_every, record_end_to_end)
+        last_loss = (lambda rec: {"loss": float(rec["loss"][-1])}) if not batched else None
+        carry, chunks = run_chunks(lambda c, _, size: advance(c, num_records=size), carry, sizes,
+                                   checkpoint=checkpoint, fingerprint=fingerprint, progress=progress,
+                                   steps_per_unit=save_every, metrics=last_loss)
     axis = 1 if batched else 0
     stacked = jax.tree_util.tree_map(
         lambda x0, *xs: jnp.concatenate([jnp.expand_dims(x0, axis), *xs], axis=axis), first, *chunks
     )
-    unit = hyper[_TIME_UNIT[kind]] if kind in _TIME_UNIT else jnp.ones((), stacked["loss"].dtype)
+    unit = jnp.asarray(rule.time_unit, stacked["loss"].dtype)
     unit = jnp.expand_dims(unit, -1) if batched and jnp.ndim(unit) else unit
-    method = _make_method(kind, loss_fn, hyper, optimizer)
+    weights = jax.vmap(lambda r, s: r.weights(s))(rule, carry.state) if batched else rule.weights(carry.state)
     return Trajectory(
         step=stacked["step"],
         time=stacked["step"] * unit,
@@ -393,8 +466,13 @@ def _simulate(
         sigma_min=stacked["sigma_min"],
         end_to_end=stacked.get("end_to_end"),
         diverged_at=carry.diverged_at,
-        final=method.weights(carry.state),
+        final=weights,
     )
+
+
+# --------------------------------------------------------------------------------------
+# The public runners
+# --------------------------------------------------------------------------------------
 
 
 def _as_float(value: Any, like: jax.Array, name: str) -> jax.Array:
@@ -427,8 +505,9 @@ def gradient_descent(
         save_every: record every this many steps (static).
         weight_decay: :math:`\lambda \ge 0` on every layer (may be traced).
         record_end_to_end: also record ``W_e`` at every record.
-        progress: optional ``callback(done_steps, total_steps)``; the scan then runs in
-            chunks (not traceable, identical result).
+        progress: optional callback, called with a :class:`~overparam_jax.runner.Progress`
+            (steps done, total, the last loss) after each of 20 chunks; the scan then runs
+            in chunks (not traceable, identical result).
         checkpoint: optional file path. The scan runs in chunks and the state is saved
             there (atomically) after each; a call that finds a checkpoint of the same
             computation resumes from it, bit-identical to an uninterrupted run, and one of
@@ -450,13 +529,10 @@ def gradient_descent(
     validate_params(params)
     validate_run_options(loss_fn, record_end_to_end, progress)
     params = tuple(params)
-    hyper = {
-        "eta": _as_float(learning_rate, params[0], "learning_rate"),
-        "lam": _as_float(weight_decay, params[0], "weight_decay"),
-    }
-    return _simulate("gd", loss_fn, params, hyper, num_steps=num_steps, save_every=save_every,
-                     record_end_to_end=record_end_to_end, progress=progress,
-                     checkpoint=checkpoint)
+    rule = GradientDescent(loss_fn, _as_float(learning_rate, params[0], "learning_rate"),
+                           _as_float(weight_decay, params[0], "weight_decay"))
+    return simulate(rule, params, num_steps=num_steps, save_every=save_every,
+                    record_end_to_end=record_end_to_end, progress=progress, checkpoint=checkpoint)
 
 
 def end_to_end_descent(
@@ -492,15 +568,11 @@ def end_to_end_descent(
     """
     require_float_array("W_e", W_e, ndim=2)
     validate_run_options(loss_fn, record_end_to_end, progress)
-    _validate_depth(depth)
-    hyper = {
-        "eta": _as_float(learning_rate, W_e, "learning_rate"),
-        "lam": _as_float(weight_decay, W_e, "weight_decay"),
-        "depth": jnp.asarray(depth, W_e.dtype),
-    }
-    return _simulate("end_to_end", loss_fn, W_e, hyper, num_steps=num_steps,
-                     save_every=save_every, record_end_to_end=record_end_to_end,
-                     progress=progress, checkpoint=checkpoint)
+    require_depth(depth)
+    rule = EndToEndUpdate(loss_fn, jnp.asarray(depth, W_e.dtype), _as_float(learning_rate, W_e, "learning_rate"),
+                          _as_float(weight_decay, W_e, "weight_decay"))
+    return simulate(rule, W_e, num_steps=num_steps, save_every=save_every,
+                    record_end_to_end=record_end_to_end, progress=progress, checkpoint=checkpoint)
 
 
 def optax_descent(
@@ -535,13 +607,11 @@ def optax_descent(
         raise TypeError(
             f"`optimizer` must be an optax.GradientTransformation, got {type(optimizer).__name__}."
         )
-    state = (params, optimizer.init(params))
-    return _simulate("optax", loss_fn, state, {}, num_steps=num_steps, save_every=save_every,
-                     record_end_to_end=record_end_to_end, optimizer=optimizer, progress=progress,
-                     checkpoint=checkpoint)
+    return simulate(OptaxRule(loss_fn, optimizer), params, num_steps=num_steps, save_every=save_every,
+                    record_end_to_end=record_end_to_end, progress=progress, checkpoint=checkpoint)
 
 
-_FLOW_METHODS = ("euler", "rk4")
+_FLOW_METHODS = {"euler": Euler, "rk4": RK4}
 
 
 def gradient_flow(
@@ -575,8 +645,8 @@ def gradient_flow(
     validate_params(params)
     validate_run_options(loss_fn, record_end_to_end, progress)
     params = tuple(params)
-    if method not in _FLOW_METHODS:
-        raise ValueError(f"`method` must be one of {_FLOW_METHODS}, got {method!r}.")
+    if not isinstance(method, str) or method not in _FLOW_METHODS:
+        raise ValueError(f"`method` must be one of {tuple(_FLOW_METHODS)}, got {method!r}.")
     for name, value in (("t_final", t_final), ("dt", dt)):
         if not is_concrete(value):
             raise TypeError(f"`{name}` must be a concrete number (it fixes the number of steps).")
@@ -587,10 +657,7 @@ def gradient_flow(
     num_steps = round(ratio)
     if abs(ratio - num_steps) > 1e-9 * max(1.0, ratio):
         raise ValueError(f"`t_final / dt` must be a whole number of steps, got {ratio}.")
-    hyper = {
-        "dt": jnp.asarray(dt, params[0].dtype),
-        "lam": _as_float(weight_decay, params[0], "weight_decay"),
-    }
-    return _simulate(method, loss_fn, params, hyper, num_steps=num_steps, save_every=save_every,
-                     record_end_to_end=record_end_to_end, progress=progress,
-                     checkpoint=checkpoint)
+    rule = _FLOW_METHODS[method](loss_fn, jnp.asarray(dt, params[0].dtype),
+                                 _as_float(weight_decay, params[0], "weight_decay"))
+    return simulate(rule, params, num_steps=num_steps, save_every=save_every,
+                    record_end_to_end=record_end_to_end, progress=progress, checkpoint=checkpoint)

@@ -26,6 +26,7 @@ from overparam_jax._validation import (
     require_finite,
     require_float_array,
     require_positive,
+    require_regression_data,
     require_shape,
 )
 from overparam_jax.networks import end_to_end
@@ -37,13 +38,7 @@ __all__ = ["LossFn", "lp_loss", "overparameterized", "whitened_l2_loss"]
 
 def _validate_regression(W_e: jax.Array, X: jax.Array, Y: jax.Array) -> None:
     require_float_array("W_e", W_e, ndim=2)
-    require_float_array("X", X, ndim=2)
-    require_float_array("Y", Y, ndim=2)
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(
-            f"`X` and `Y` must have the same number of rows (samples), got X {tuple(X.shape)} "
-            f"and Y {tuple(Y.shape)}."
-        )
+    require_regression_data(X, Y)
     require_shape("W_e", W_e, (Y.shape[1], X.shape[1]), "(d_N, d_0) from `Y` and `X`")
     require_finite("X", X)
     require_finite("Y", Y)

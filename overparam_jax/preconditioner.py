@@ -73,6 +73,7 @@ import numpy as np
 
 from overparam_jax._validation import (
     is_concrete,
+    require_depth,
     require_finite,
     require_float_array,
     require_positive,
@@ -98,26 +99,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------
-
-
-def _validate_depth(depth: Any) -> None:
-    """``depth`` must be a real scalar; when concrete, finite and positive."""
-    dtype = getattr(depth, "dtype", None)
-    if dtype is None and (isinstance(depth, bool) or not isinstance(depth, (int, float))):
-        raise TypeError(f"`depth` must be a real number, but is {type(depth).__name__}.")
-    dtype = np.result_type(depth) if dtype is None else np.dtype(dtype)
-    if np.issubdtype(dtype, np.bool_) or not (
-        np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
-    ):
-        raise TypeError(f"`depth` must be a real number, but has dtype {dtype}.")
-    shape = tuple(np.shape(depth))
-    if shape != ():
-        raise ValueError(
-            f"`depth` must be a scalar (vmap to sweep several depths), but has shape {shape}."
-        )
-    require_positive("depth", depth)
-    if is_concrete(depth) and not np.isfinite(float(np.asarray(depth))):
-        raise ValueError(f"`depth` must be finite, but is {float(np.asarray(depth))}.")
 
 
 def _validate_matrix_and_direction(W_e: Any, G: Any) -> None:
@@ -256,15 +237,14 @@ def preconditioner_apply(W_e: jax.Array, G: jax.Array, depth: float | jax.Array)
     Examples:
         >>> import jax.numpy as jnp
         >>> W = jnp.diag(jnp.array([4.0, 1.0]))
-        >>> preconditioner_apply(W, jnp.ones((2, 2)), 2.0)  # Λ = [[8, 5], [5, 2]]
-        Array([[8., 5.],
-               [5., 2.]], dtype=float32)
+        >>> preconditioner_apply(W, jnp.ones((2, 2)), 2.0).round(5).tolist()  # Λ = [[8, 5], [5, 2]]
+        [[8.0, 5.0], [5.0, 2.0]]
 
     References:
         [ACH18] Theorem 1 and its vectorized form (there with column-first vec).
     """
     _validate_matrix_and_direction(W_e, G)
-    _validate_depth(depth)
+    require_depth(depth)
     return _apply_core(W_e, G, jnp.asarray(depth, W_e.dtype))
 
 
@@ -288,12 +268,12 @@ def preconditioner_eigenvalues(W_e: jax.Array, depth: float | jax.Array) -> jax.
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> preconditioner_eigenvalues(jnp.array([[4.0, 0.0]]), 2.0)  # σ = (4), padded (4, 0)
-        Array([[8., 4.]], dtype=float32)
+        >>> preconditioner_eigenvalues(jnp.array([[4.0, 0.0]]), 2.0).tolist()  # σ = (4), padded (4, 0)
+        [[8.0, 4.0]]
     """
     require_float_array("W_e", W_e, ndim=2)
     require_finite("W_e", W_e)
-    _validate_depth(depth)
+    require_depth(depth)
     return _eigenvalues_core(W_e, jnp.asarray(depth, W_e.dtype))
 
 
@@ -367,9 +347,8 @@ def preconditioner_matrix(W_e: jax.Array, depth: int) -> jax.Array:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> preconditioner_matrix(jnp.array([[2.0, 0.0]]), 2)  # diag(Λ) = (4, 2)
-        Array([[4., 0.],
-               [0., 2.]], dtype=float32)
+        >>> preconditioner_matrix(jnp.array([[2.0, 0.0]]), 2).round(5).tolist()  # diag(Λ) = (4, 2)
+        [[4.0, 0.0], [0.0, 2.0]]
     """
     require_float_array("W_e", W_e, ndim=2)
     require_finite("W_e", W_e)
@@ -432,8 +411,8 @@ def single_output_velocity(
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> single_output_velocity(jnp.array([0.0, 2.0]), jnp.array([1.0, 1.0]), 2.0)
-        Array([-2., -4.], dtype=float32)
+        >>> single_output_velocity(jnp.array([0.0, 2.0]), jnp.array([1.0, 1.0]), 2.0).tolist()
+        [-2.0, -4.0]
     """
     require_float_array("w", w)
     if not (w.ndim == 1 or (w.ndim == 2 and w.shape[0] == 1)):
@@ -447,7 +426,7 @@ def single_output_velocity(
         raise TypeError(f"`grad` must have the dtype of `w` ({w.dtype}), but has {grad.dtype}.")
     require_finite("w", w)
     require_finite("grad", grad)
-    _validate_depth(depth)
+    require_depth(depth)
     return _single_output_jit(w, grad, jnp.asarray(depth, w.dtype))
 
 
@@ -514,14 +493,13 @@ def end_to_end_field(
         >>> import functools, jax.numpy as jnp
         >>> from overparam_jax.losses import whitened_l2_loss
         >>> loss = functools.partial(whitened_l2_loss, Phi=jnp.eye(2))
-        >>> end_to_end_field(2 * jnp.eye(2), loss, 1.0)  # -(W - Phi)
-        Array([[-1., -0.],
-               [-0., -1.]], dtype=float32)
+        >>> end_to_end_field(2 * jnp.eye(2), loss, 1.0).tolist()  # -(W - Phi)
+        [[-1.0, -0.0], [-0.0, -1.0]]
     """
     require_float_array("W_e", W_e, ndim=2)
     _validate_loss_fn(loss_fn)
     _validate_weight_decay(weight_decay)
-    _validate_depth(depth)
+    require_depth(depth)
     G = jax.grad(loss_fn)(W_e)
     N = jnp.asarray(depth, W_e.dtype)
     return -preconditioner_apply(W_e, G, N) - (weight_decay * N) * W_e
@@ -610,7 +588,7 @@ def field_jacobian(W_e: jax.Array, loss_fn: LossFn, depth: float | jax.Array) ->
     require_float_array("W_e", W_e, ndim=2)
     require_finite("W_e", W_e)
     _validate_loss_fn(loss_fn)
-    _validate_depth(depth)
+    require_depth(depth)
     _require_differentiable_domain(W_e)
     N = jnp.asarray(depth, W_e.dtype)
     try:

@@ -17,10 +17,16 @@ THEORY.md are implemented exactly as written there and checked numerically by
   :math:`(1 - 2e^{-d_0/16})(3 - 4F(2\sqrt{2/a}))/2` (:func:`theorem2_conditions`).
 * The exact probability that such a ``w`` has a deficiency margin above ``c``
   (:func:`margin_probability_exact`), a one-dimensional integral.
+* Closed-form gradient flow from an aligned balanced init on whitened :math:`\ell_2`
+  (THEORY.md §4): every singular value follows
+  :math:`\dot\sigma = -N\sigma^{2-2/N}(\sigma - \varphi)` — logistic at N = 2
+  (:func:`logistic_sigma`), a quadrature otherwise (:func:`aligned_flow_time`,
+  :func:`aligned_flow_sigma`).
 
 References:
     [ACGH19] Arora, Cohen, Golowich, Hu. A Convergence Analysis of Gradient Descent for
     Deep Linear Neural Networks. ICLR 2019, Theorems 1 and 2, Lemma 1, Procedure 1.
+    [ACH18] Arora, Cohen, Hazan. ICML 2018, Theorem 1 (the end-to-end dynamics).
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ from overparam_jax._validation import (
 
 __all__ = [
     "Theorem1Conditions",
+    "aligned_flow_sigma",
+    "aligned_flow_time",
+    "logistic_sigma",
     "Theorem2Conditions",
     "descent_lemma_bound",
     "iterations_to_reach",
@@ -321,3 +330,158 @@ def _require_broadcast(*named: tuple[str, object]) -> dict[str, np.ndarray]:
         shapes = ", ".join(f"`{name}` {a.shape}" for name, a in arrays.items())
         raise ValueError(f"The shapes of {shapes} must broadcast together.") from None
     return arrays
+
+
+# --------------------------------------------------------------------------------------
+# Aligned balanced gradient flow: σ̇ = -N σ^{2-2/N} (σ - φ), by quadrature (NumPy only)
+# --------------------------------------------------------------------------------------
+
+_PANEL_WIDTH = 2.0  # in x = ln(s/φ); the integrand's poles are at x = 2πik, k ≠ 0
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(20)
+_NEWTON_RTOL = 1e-13  # on σ; round-off in t(y) leaves iterates jittering by ~1e-14
+_NEWTON_MAX_ITER = 200
+
+
+def _excess_integrand(x: np.ndarray, a: np.ndarray) -> np.ndarray:
+    r""":math:`h(x) = e^x (e^{-ax} - 1) / (1 - e^x)`, with :math:`h(0) = a`, to full relative
+    precision through ``expm1`` (smooth, and positive for a > 0)."""
+    at_zero = x == 0
+    safe = np.where(at_zero, 1.0, x)
+    return np.where(at_zero, a, np.exp(safe) * np.expm1(-a * safe) / -np.expm1(safe))
+
+
+def _excess_integral(x0: np.ndarray, width: np.ndarray, a: np.ndarray) -> np.ndarray:
+    r""":math:`\int_{x_0}^{x_0 + w} h(x)\,dx` by composite 20-point Gauss–Legendre, every
+    interval cut into the same number of equal panels of width ≤ 2. The nearest poles of
+    h are at distance 2π from the real axis, so each panel is exact to round-off."""
+    panels = max(1, int(np.ceil(np.max(np.abs(width)) / _PANEL_WIDTH)))
+    half = width / (2 * panels)
+    mid = x0[..., None] + half[..., None] * (2 * np.arange(panels) + 1)
+    x = mid[..., None] + half[..., None, None] * _NODES
+    return half * np.sum(_WEIGHTS * _excess_integrand(x, a[..., None, None]), axis=(-2, -1))
+
+
+def _time_of_gap(y, sigma0, phi, N):
+    r"""``(t, σ)`` at the log-gap :math:`y = \ln((\sigma_0 - \varphi)/(\sigma - \varphi)) \ge 0`.
+
+    With :math:`a = 2 - 2/N`, splitting off the endpoint singularity at :math:`s = \varphi`
+    (:math:`1/(s^a(\varphi - s)) = \varphi^{-a}/(\varphi - s) + (s^{-a} - \varphi^{-a})/(\varphi - s)`)
+    and substituting :math:`s = \varphi e^x` in the smooth remainder,
+
+    .. math:: t = \frac{\varphi^{-a}}{N}\Bigl(y + \int_{\ln(\sigma_0/\varphi)}^{\ln(\sigma/\varphi)} h(x)\,dx\Bigr).
+
+    The interval's width :math:`\ln(\sigma/\sigma_0)` is formed from
+    :math:`\sigma - \sigma_0 = -(\varphi - \sigma_0)\,\mathrm{expm1}(-y)`, not as a difference
+    of logarithms (which loses digits when σ is near σ0).
+    """
+    a = 2.0 - 2.0 / N
+    moved = -(phi - sigma0) * np.expm1(-y)  # σ - σ0
+    width = np.log1p(moved / sigma0)
+    return phi ** (-a) / N * (y + _excess_integral(np.log(sigma0 / phi), width, a)), sigma0 + moved
+
+
+def _as_arrays(**named) -> list[np.ndarray]:
+    """The named arguments as finite real float64 arrays, broadcast together."""
+    arrays = _require_broadcast(*named.items())
+    return np.broadcast_arrays(*(a.astype(np.float64) for a in arrays.values()))
+
+
+def _validate_reference(sigma0, phi, N, *, distinct: bool = True) -> None:
+    for name, value in (("sigma0", sigma0), ("phi", phi), ("depth", N)):
+        if not np.all(value > 0):
+            raise ValueError(f"`{name}` must be positive, but has minimum {np.min(value)}.")
+    if distinct and np.any(sigma0 == phi):
+        raise ValueError("`sigma0` must differ from `phi` (σ stays at φ: nothing to solve).")
+
+
+def aligned_flow_time(sigma, sigma0, phi, depth) -> np.ndarray:
+    r"""The time at which :math:`\dot\sigma = -N\sigma^{2-2/N}(\sigma - \varphi)` from
+    :math:`\sigma_0` reaches :math:`\sigma` (NumPy only; arguments broadcast).
+
+    .. math:: t(\sigma) = \int_{\sigma_0}^{\sigma} \frac{ds}{N\,s^{2-2/N}\,(\varphi - s)}
+
+    Evaluated by splitting off the logarithmic endpoint singularity at :math:`s = \varphi`
+    in closed form and integrating the smooth remainder in :math:`x = \ln(s/\varphi)` by
+    composite Gauss–Legendre (see :func:`_time_of_gap`): relative accuracy ~1e-15 for
+    :math:`\sigma_0 < \varphi` and ~1e-13 from above (:math:`\sigma_0 = 30\varphi`, where
+    the two terms partly cancel), for any real depth N > 0.
+
+    Args:
+        sigma: target values, strictly between ``sigma0`` (inclusive) and ``phi``.
+        sigma0: the initial value, ``> 0`` and ``!= phi``.
+        phi: the target singular value ``> 0``.
+        depth: N > 0.
+
+    Raises:
+        ValueError: a ``sigma`` outside ``[sigma0, phi)`` (or ``(phi, sigma0]``), or
+            non-positive arguments.
+
+    Examples:
+        >>> t = aligned_flow_time(0.5, 0.01, 1.0, 2.0)  # logistic: ln((φ - σ0)/σ0) / (2φ)
+        >>> bool(abs(t - np.log(99) / 2) < 1e-14)
+        True
+    """
+    sigma, sigma0, phi, N = _as_arrays(sigma=sigma, sigma0=sigma0, phi=phi, depth=depth)
+    _validate_reference(sigma0, phi, N)
+    fraction = (sigma - sigma0) / (phi - sigma0)  # in [0, 1); round-off below 0 is forgiven
+    if not np.all((fraction >= -8 * np.finfo(np.float64).eps) & (fraction < 1)):
+        raise ValueError("`sigma` must lie between `sigma0` (inclusive) and `phi` (exclusive).")
+    y = np.log1p(np.maximum((sigma - sigma0) / (phi - sigma), 0.0))  # differences exact near 0
+    return _time_of_gap(y, sigma0, phi, N)[0]
+
+
+def aligned_flow_sigma(t, sigma0, phi, depth) -> np.ndarray:
+    r""":math:`\sigma(t)` solving :math:`\dot\sigma = -N\sigma^{2-2/N}(\sigma - \varphi)`,
+    :math:`\sigma(0) = \sigma_0` (NumPy only; arguments broadcast).
+
+    Inverts :func:`aligned_flow_time` by Newton's method on the log-gap
+    :math:`y = \ln((\sigma_0 - \varphi)/(\sigma - \varphi))`, where
+    :math:`dt/dy = 1/(N\sigma^{2-2/N})` is explicit and :math:`t(y)` is concave (for
+    :math:`\sigma_0 < \varphi`) or convex (for :math:`\sigma_0 > \varphi`): from
+    :math:`y = 0` the iterates converge monotonically (after one step, in the convex
+    case). Iterates stop when the update moves σ by at most 1e-13 relative.
+
+    Args:
+        t: times ``>= 0``.
+        sigma0: the initial value, ``> 0`` and ``!= phi``.
+        phi: the target singular value ``> 0``.
+        depth: N > 0 (any real; N = 2 is the logistic curve, N = 1 the exponential).
+
+    Raises:
+        ValueError: negative times or non-positive arguments.
+        RuntimeError: no convergence (not observed).
+
+    Examples:
+        >>> s = aligned_flow_sigma(1.0, 0.01, 1.0, 2.0)
+        >>> bool(abs(s - logistic_sigma(1.0, 0.01, 1.0)) < 1e-14)
+        True
+    """
+    t, sigma0, phi, N = _as_arrays(t=t, sigma0=sigma0, phi=phi, depth=depth)
+    _validate_reference(sigma0, phi, N)
+    if np.any(t < 0):
+        raise ValueError("`t` must be >= 0.")
+    a = 2.0 - 2.0 / N
+    y = np.zeros_like(t)
+    for _ in range(_NEWTON_MAX_ITER):
+        tau, sigma = _time_of_gap(y, sigma0, phi, N)
+        step = (t - tau) * N * sigma**a
+        y = y + step
+        if np.all(np.abs((phi - sigma) * step) <= _NEWTON_RTOL * sigma):
+            return sigma0 - (phi - sigma0) * np.expm1(-y)
+    raise RuntimeError("aligned_flow_sigma: Newton's method did not converge.")
+
+
+def logistic_sigma(t, sigma0, phi) -> np.ndarray:
+    r"""The depth-2 closed form :math:`\sigma(t) = \varphi / (1 + (\varphi/\sigma_0 - 1)e^{-2\varphi t})`
+    of :math:`\dot\sigma = -2\sigma(\sigma - \varphi)` (positive ``sigma0`` and ``phi``,
+    times ``t >= 0``; arguments broadcast).
+
+    Examples:
+        >>> float(logistic_sigma(0.0, 0.25, 1.0)), float(logistic_sigma(50.0, 0.25, 1.0))
+        (0.25, 1.0)
+    """
+    t, sigma0, phi = _as_arrays(t=t, sigma0=sigma0, phi=phi)
+    _validate_reference(sigma0, phi, 2.0, distinct=False)
+    if np.any(t < 0):
+        raise ValueError("`t` must be >= 0.")
+    return phi / (1.0 + (phi / sigma0 - 1.0) * np.exp(-2.0 * phi * t))

@@ -100,22 +100,39 @@ MUTATIONS = [
              "return phi(ps) + 0.5 * weight_decay * sum(jnp.sum(W * W) for W in ps)",
              "return phi(ps)", "end_to_end_velocity ignores weight decay"),
     # dynamics.py
-    Mutation("gd-half-step", "dynamics.py", 'lambda p, _, g: _axpy(-hyper["eta"], p, g)',
-             'lambda p, _, g: _axpy(-0.5 * hyper["eta"], p, g)', "GD steps eta/2"),
-    Mutation("gd-decay-sign", "dynamics.py", "grad = jax.tree_util.tree_map(lambda g, W: g + weight_decay * W, grad, params)",
-             "grad = jax.tree_util.tree_map(lambda g, W: g - weight_decay * W, grad, params)",
-             "weight decay pushes the weights out"),
+    Mutation("gd-half-step", "dynamics.py", """    learning_rate: jax.Array = 0.0
+    weight_decay: jax.Array = 0.0
+
+    @property
+    def time_unit(self):
+        return self.learning_rate""", """    learning_rate: jax.Array = 0.0
+    weight_decay: jax.Array = 0.0
+
+    @property
+    def time_unit(self):
+        return 0.5 * self.learning_rate""", "GD steps eta/2"),
+    Mutation("gd-decay-sign", "dynamics.py", "return loss, _axpy(self.weight_decay, grad, params)",
+             "return loss, _axpy(-self.weight_decay, grad, params)", "weight decay pushes the weights out"),
     Mutation("rk4-weights", "dynamics.py", "(a + 2 * b + 2 * c + d) / 6", "(a + b + c + d) / 4",
              "RK4 with equal stage weights"),
-    Mutation("rk4-last-stage", "dynamics.py", "k4 = evaluate(_axpy(-h, p, k3))[1]",
-             "k4 = evaluate(_axpy(-h / 2, p, k3))[1]", "RK4's last stage at the midpoint"),
-    Mutation("euler-half-step", "dynamics.py", 'return _network_method(evaluate, lambda p, _, g: _axpy(-h, p, g))',
-             'return _network_method(evaluate, lambda p, _, g: _axpy(-h / 2, p, g))', "Euler steps dt/2"),
-    Mutation("update-depth", "dynamics.py", "lambda W, _, g: W - eta * (preconditioner_apply(W, g, N) + lam * N * W)",
-             "lambda W, _, g: W - eta * (preconditioner_apply(W, g, N + 1) + lam * N * W)",
+    Mutation("rk4-last-stage", "dynamics.py", "k4 = self.evaluate(_axpy(-h, params, k3))[1]",
+             "k4 = self.evaluate(_axpy(-h / 2, params, k3))[1]", "RK4's last stage at the midpoint"),
+    Mutation("euler-half-step", "dynamics.py", """    def time_unit(self):
+        return self.dt
+
+
+@step_rule
+class RK4""", """    def time_unit(self):
+        return self.dt / 2
+
+
+@step_rule
+class RK4""", "Euler steps dt/2"),
+    Mutation("update-depth", "dynamics.py", "(preconditioner_apply(W_e, grad, N) + self.weight_decay * N * W_e)",
+             "(preconditioner_apply(W_e, grad, N + 1) + self.weight_decay * N * W_e)",
              "the end-to-end update at depth N + 1"),
-    Mutation("update-decay", "dynamics.py", "lambda W, _, g: W - eta * (preconditioner_apply(W, g, N) + lam * N * W)",
-             "lambda W, _, g: W - eta * (preconditioner_apply(W, g, N) + lam * W)",
+    Mutation("update-decay", "dynamics.py", "(preconditioner_apply(W_e, grad, N) + self.weight_decay * N * W_e)",
+             "(preconditioner_apply(W_e, grad, N) + self.weight_decay * W_e)",
              "the end-to-end update's decay without the factor N"),
     Mutation("record-sigma-max", "dynamics.py", '"sigma_min": jnp.linalg.svd(W_e, compute_uv=False)[-1],',
              '"sigma_min": jnp.linalg.svd(W_e, compute_uv=False)[0],', "trajectories record sigma_max as sigma_min"),

@@ -15,9 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from overparam_jax.checkpoint import CheckpointDir, CheckpointMismatch
 from overparam_jax.cli import main
 from overparam_jax.datasets import load_mnist
 from overparam_jax.experiments import cnn_mnist as C
+from overparam_jax.networks import end_to_end
 
 # The JAX forward pass runs in float32 (the experiment's dtype) and the references in
 # float64; logits are O(1-10) after sums of ~1e3 float32 products: ~1e-6 relative each.
@@ -45,7 +47,11 @@ def _tiny(**overrides):
 
 @pytest.fixture(scope="module")
 def tiny_run(mnist):
-    return C.run_cnn_experiment(mnist, _tiny())
+    return C.run_cnn_experiment(_tiny(), mnist)
+
+
+def _count(tree):
+    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 # --------------------------------------------------------------------------------------
@@ -57,8 +63,8 @@ def test_parameter_counts_by_hand():
     key = jax.random.key(0)
     assert BASELINE_PARAMS == 1_663_370
     shapes = lambda depth: jax.eval_shape(lambda k: C.init_params(k, dense_depth=depth), key)
-    assert C.count_params(shapes(1)) == BASELINE_PARAMS
-    assert C.count_params(shapes(2)) == TWIN_PARAMS
+    assert _count(shapes(1)) == BASELINE_PARAMS
+    assert _count(shapes(2)) == TWIN_PARAMS
     assert 0.15 < (TWIN_PARAMS - BASELINE_PARAMS) / BASELINE_PARAMS < 0.16  # "≈ +15 %"
 
 
@@ -163,7 +169,7 @@ def test_twin_computes_the_baseline_with_product_weights(mnist):
     x = C.preprocess(mnist.test_images[:8])
     tol = dict(rtol=FLOAT32_FORWARD_RTOL, atol=FLOAT32_FORWARD_ATOL)
     np.testing.assert_allclose(C.apply(twin, x), C.apply(base, x), **tol)
-    np.testing.assert_allclose(C.end_to_end_weight(twin["fc1"]), ref["fc1"]["W"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(end_to_end(twin["fc1"]["factors"]), ref["fc1"]["W"], rtol=1e-5, atol=1e-6)
     dk = jax.random.key(9)
     np.testing.assert_allclose(
         C.apply(twin, x, dropout_key=dk), C.apply(base, x, dropout_key=dk), **tol
@@ -222,32 +228,79 @@ def test_training_reduces_the_loss(tiny_run):
         assert run.test_accuracy[-1] > 0.5 > run.test_accuracy[0]
 
 
-def test_same_seed_same_losses_other_seed_other_losses(mnist, tiny_run):
+def test_same_seed_same_losses_other_seed_other_losses(mnist, tiny_run, tmp_path):
     # A shorter run with the same seed sees the same batches, masks and init: a prefix.
-    again = C.run_cnn_experiment(mnist, _tiny(num_steps=8))
+    # Chunked differently (a report every 3 steps, not 10): the same bits.
+    again = C.run_cnn_experiment(_tiny(num_steps=8, log_every=3), mnist)
     for a, b in ((again.baseline, tiny_run.baseline), (again.overparameterized, tiny_run.overparameterized)):
         np.testing.assert_array_equal(a.loss, b.loss[:8])
         np.testing.assert_array_equal(a.data_loss, b.data_loss[:8])
-    other = C.run_cnn_experiment(mnist, _tiny(num_steps=3, seed=1), nets=("baseline",))
+    other = C.run_cnn_experiment(_tiny(num_steps=3, seed=1), mnist, nets=("baseline",))
     assert other.overparameterized is None
     assert not np.array_equal(other.baseline.loss, tiny_run.baseline.loss[:3])
+    # A single net reports alone (no comparison rows, no extra-parameters line).
+    assert len(C.EXPERIMENT.summary_lines(other)) == 1
+    text = C.EXPERIMENT.write_outputs(other, tmp_path)["summary"].read_text()
+    assert "| baseline | 1,663,370 |" in text and "| overparameterized |" not in text
+    assert "more parameters" not in text and "twin first reaches" not in text
+
+
+def test_interrupted_run_resumes_bit_identical_wherever_the_images_are(mnist, tiny_run, tmp_path):
+    """Chunks end at every report (7), checkpoint (20) and evaluation (0, 30); a run stopped
+    after one resumes there, with its images read from elsewhere (another ``data_dir``), to
+    the bits of the uninterrupted run (chunked otherwise); other images are refused."""
+    config = _tiny(log_every=7, checkpoint_every=20, data_dir="/one/copy")
+    folder = CheckpointDir(tmp_path, experiment="cnn", config={"test": "resume"})
+    seen = []
+
+    def stop_after_14(p):
+        seen.append((p.stage, p.done, p.total, sorted(p.metrics)))
+        if p.done >= 14:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        C.run_cnn_experiment(config, mnist, nets=("baseline",), progress=stop_after_14, checkpoint=folder)
+    assert seen == [("baseline", 0, 30, ["test_accuracy"]), ("baseline", 7, 30, ["loss"]),
+                    ("baseline", 14, 30, ["loss"])]
+    other = mnist._replace(test_images=mnist.test_images.copy())
+    other.test_images[0, 0, 0] ^= 1
+    with pytest.raises(CheckpointMismatch, match="a different configuration"):
+        C.run_cnn_experiment(config, other, nets=("baseline",), checkpoint=folder)
+    done = []
+    resumed = C.run_cnn_experiment(config._replace(data_dir="/another/copy"), mnist, nets=("baseline",),
+                                   checkpoint=folder, progress=lambda p: done.append(p.done))
+    assert done == [14, 20, 21, 28, 30]
+    for field in ("param_count", "loss", "data_loss", "eval_step", "test_accuracy", "validation_accuracy"):
+        got, expected = np.asarray(getattr(resumed.baseline, field)), np.asarray(getattr(tiny_run.baseline, field))
+        assert got.dtype == expected.dtype, field
+        np.testing.assert_array_equal(got, expected, err_msg=field)
 
 
 def test_summary_json_and_figure_from_a_run(tiny_run, tmp_path):
-    paths = C.write_outputs(tiny_run, tmp_path)
+    paths = C.EXPERIMENT.write_outputs(tiny_run, tmp_path)
     doc = json.loads(paths["json"].read_text())
     assert doc["runs"]["overparameterized"]["param_count"] == TWIN_PARAMS
     assert len(doc["runs"]["baseline"]["loss"]) == 30 and doc["metadata"]["jax"]
     assert doc["config"]["l2_target"] == "product"
     text = paths["summary"].read_text()
     assert "| baseline | 1,663,370 |" in text and "+15.8 %" in text
-    assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths["loss"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "data_dir" not in doc["config"]  # where the images were read, not what was computed
+
+
+def test_summary_lines_are_what_the_command_prints(tiny_run):
+    lines = C.EXPERIMENT.summary_lines(tiny_run)
+    assert [line.split()[:3] for line in lines[:2]] == [["baseline", "1,663,370", "parameters"],
+                                                       ["overparameterized", "1,925,614", "parameters"]]
+    accuracy = 100 * tiny_run.overparameterized.test_accuracy[-1]
+    assert lines[1].endswith(f"steps/s  final test accuracy {accuracy:.2f} %")
+    assert lines[2] == "overparameterization adds 262,244 parameters (+15.8 %)"
 
 
 def test_smooth_trailing_and_centered_means():
     v = np.array([1.0, 3.0, 5.0, 7.0, 9.0])
-    np.testing.assert_allclose(C.smooth(v, 2), [1.0, 2.0, 4.0, 6.0, 8.0])
-    np.testing.assert_allclose(C.smooth(v, 3, centered=True), [2.0, 3.0, 5.0, 7.0, 8.0])
+    np.testing.assert_allclose(C._smooth(v, 2), [1.0, 2.0, 4.0, 6.0, 8.0])
+    np.testing.assert_allclose(C._smooth(v, 3, centered=True), [2.0, 3.0, 5.0, 7.0, 8.0])
 
 
 @pytest.mark.parametrize(
@@ -269,6 +322,20 @@ def test_bad_config_raises(mnist, overrides, match):
 # --------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------
+
+
+def test_configure_derives_the_commands_configuration():
+    configure = C.EXPERIMENT.configure
+    assert configure(quick=True, steps=None, seeds=None, seed=0) == C.quick_config(seed=0)
+    full = configure(quick=False, steps=7, seeds=None, seed=3, data_dir="d", l2_on="factors", weight_decay=0.0)
+    assert full == C.CNNConfig(num_steps=7, seed=3, data_dir="d", l2_target="factors", weight_decay=0.0)
+    with pytest.raises(ValueError, match="one seed"):
+        configure(quick=True, steps=None, seeds=2, seed=None)
+
+
+def test_load_checks_the_data_against_the_configuration(mnist_dir):
+    with pytest.raises(ValueError, match="`train_subset` \\(59600\\) must be between"):
+        C.EXPERIMENT.load(C.quick_config(data_dir=str(mnist_dir), train_subset=59_600))
 
 
 def test_cli_reproduce_cnn_writes_json_png_markdown(mnist_dir, tmp_path, capsys):
@@ -302,7 +369,7 @@ def test_cli_missing_data_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(datasets, "_MNIST_MIRRORS", ("http://127.0.0.1:9/",))
     assert main(["reproduce", "cnn", "--quick", "--data-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("overparam-jax: error: cannot load MNIST")
+    assert len(err) == 1 and err[0].startswith("overparam-jax: error: cannot load the data: "), err
 
 
 def test_cli_reproduce_needs_an_experiment(capsys):

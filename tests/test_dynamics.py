@@ -69,7 +69,7 @@ def test_chunked_progress_run_is_identical_and_reports_progress():
     calls = []
     whole = gradient_descent(loss, params, learning_rate=0.02, num_steps=200, save_every=10)
     chunked = gradient_descent(loss, params, learning_rate=0.02, num_steps=200, save_every=10,
-                               progress=lambda done, total: calls.append((done, total)))
+                               progress=lambda p: calls.append((p.done, p.total)))
     assert calls[-1] == (200, 200) and len(calls) == 20
     np.testing.assert_array_equal(whole.loss, chunked.loss)
     for a, b in zip(whole.final, chunked.final):

@@ -753,12 +753,12 @@ spec("gradient_flow",
 
 SWEEP_LOSS = whitened_loss((2, 3))
 SWEEP_BASE = dict(input_dim=3, output_dim=2, hidden_width=3, depths=[1, 2], seeds=[0], learning_rates=[0.1],
-                  init_scales=[0.5], num_steps=STEPS, save_every=1, init="balanced", dynamics="network",
+                  init_stds=[0.5], num_steps=STEPS, save_every=1, init="balanced", dynamics="network",
                   weight_decay=0.0, record_end_to_end=False, dtype=None, progress=None)
 
 
 def _check_sweep(a, out, finite):
-    shape = tuple(len(np.atleast_1d(a[k])) for k in ("seeds", "learning_rates", "init_scales", "depths"))
+    shape = tuple(len(np.atleast_1d(a[k])) for k in ("seeds", "learning_rates", "init_stds", "depths"))
     T = a["num_steps"] // a["save_every"] + 1
     check_array(out.trajectory.loss, shape + (T,), finite)
     check_array(out.trajectory.sigma_min, shape + (T,), finite)
@@ -773,7 +773,7 @@ spec("sweep",
             "hidden_width": _ints(1, huge=RAISE) + [("below min(input, output)", lambda v, d: 1, RAISE)],
             "depths": overrides(AXIS, zero=RAISE, fraction=RAISE),
             "seeds": overrides(AXIS, fraction=RAISE, negative=MAYBE, zero=MAYBE, NaN=RAISE, Inf=RAISE),
-            "learning_rates": AXIS, "init_scales": overrides(AXIS, zero=RAISE),
+            "learning_rates": AXIS, "init_stds": overrides(AXIS, zero=RAISE),
             "num_steps": _ints(0, huge=RAISE), "save_every": _ints(1, huge=RAISE),
             "init": CHOICE, "dynamics": CHOICE, "weight_decay": NON_NEGATIVE,
             # (a NumPy bool flag is tried on the trajectories: here it would only cost a compile)
@@ -985,6 +985,43 @@ spec("margin_probability_exact",
      examples=8)
 
 
+def _mode_args(draw, first: str):
+    phi = draw(st.floats(0.1, 2.0))
+    sigma0 = phi * draw(st.sampled_from([0.01, 0.5, 1.5, 3.0]))
+    args = {"sigma0": sigma0, "phi": phi, "depth": draw(st.sampled_from([1.5, 2.0, 3.0, 4.0]))}
+    if first == "sigma":  # strictly between sigma0 and phi
+        args["sigma"] = sigma0 + draw(st.floats(0.0, 0.9)) * (phi - sigma0)
+    else:
+        args["t"] = draw(st.floats(0.0, 20.0))
+    return args
+
+
+def _check_mode(a, out, finite):
+    check_array(np.asarray(out), np.broadcast_shapes(*(np.shape(v) for v in a.values())), finite)
+
+
+# Broadcastable arguments: arrays are welcome (and broadcast), bad entries are not.
+_BROADCAST = overrides(REAL_ARRAY, length_7=MAYBE)
+_POSITIVE_ARRAY = _BROADCAST + [("zero", lambda v, d: 0.0, RAISE), ("negative", lambda v, d: -1.0, RAISE)]
+_NON_NEGATIVE_ARRAY = _BROADCAST + [("zero", lambda v, d: 0.0, MAYBE), ("negative", lambda v, d: -1.0, RAISE)]
+_MODE_KINDS = {"sigma0": _POSITIVE_ARRAY, "phi": _POSITIVE_ARRAY, "depth": _POSITIVE_ARRAY}
+
+spec("aligned_flow_time",
+     call=lambda a: theory.aligned_flow_time(a["sigma"], a["sigma0"], a["phi"], a["depth"]),
+     valid=lambda draw: _mode_args(draw, "sigma"), check=_check_mode,
+     kinds={"sigma": _BROADCAST, **_MODE_KINDS}, domain={"sigma", "sigma0", "phi"}, examples=6)
+
+spec("aligned_flow_sigma",
+     call=lambda a: theory.aligned_flow_sigma(a["t"], a["sigma0"], a["phi"], a["depth"]),
+     valid=lambda draw: _mode_args(draw, "t"), check=_check_mode,
+     kinds={"t": _NON_NEGATIVE_ARRAY, **_MODE_KINDS}, domain={"sigma0", "phi"}, examples=6)
+
+spec("logistic_sigma",
+     call=lambda a: theory.logistic_sigma(a["t"], a["sigma0"], a["phi"]),
+     valid=lambda draw: {k: v for k, v in _mode_args(draw, "t").items() if k != "depth"}, check=_check_mode,
+     kinds={"t": _NON_NEGATIVE_ARRAY, "sigma0": _POSITIVE_ARRAY, "phi": _POSITIVE_ARRAY}, examples=6)
+
+
 # --------------------------------------------------------------------------------------
 # The properties
 # --------------------------------------------------------------------------------------
@@ -1134,7 +1171,7 @@ FOUND = [
      ValueError,
      r"`hidden_width` \(1\) must be >= min"),
     (lambda: oj.sweep(_LOSS, **{**SWEEP_BASE, "weight_decay": float("nan")}), ValueError, r"`weight_decay`"),
-    (lambda: oj.sweep(_LOSS, **{**SWEEP_BASE, "init_scales": [True]}), TypeError, r"`init_scales`"),
+    (lambda: oj.sweep(_LOSS, **{**SWEEP_BASE, "init_stds": [True]}), TypeError, r"`init_stds`"),
     (lambda: oj.sweep(_LOSS, **{**SWEEP_BASE, "dtype": jnp.complex128}), TypeError, r"`dtype`"),
     (lambda: oj.sweep(_LOSS, **{**SWEEP_BASE, "init": 3}), TypeError, r"`init`"),
     (lambda: oj.whiten(np.eye(3), np.eye(3)[:, :1], rtol="0.1"), TypeError, r"`rtol`"),

@@ -4,8 +4,9 @@ One ``--quick`` run through the CLI is shared by the JSON tests. Independent ref
 the no-convergence certificate against closed forms (depth 1, and aligned diagonal layers,
 where it reduces to a scalar integral done by SciPy) and against random perturbations of
 the partial products; the experiment's best learning rate and first hit against a fresh,
-uninterrupted ``gradient_descent`` run; the deficiency margins (float64, regenerated
-inits) against the sweep's own float32 loss at t = 0.
+uninterrupted ``gradient_descent`` run; the deficiency margins (float64, from the sweep's
+initial weights) against the sweep's own float32 loss at t = 0. A small grid checks the
+chunked continuation: its progress, and an interrupted run resumed bit for bit.
 """
 
 import functools
@@ -18,9 +19,17 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from overparam_jax import gradient_descent, init_balanced, init_gaussian, whitened_l2_loss
+from overparam_jax import (
+    gradient_descent,
+    init_balanced,
+    init_gaussian,
+    whitened_l2_loss,
+)
+from overparam_jax.analysis import first_hit
+from overparam_jax.checkpoint import CheckpointDir
 from overparam_jax.cli import main
 from overparam_jax.experiments import init_robustness as E
+from overparam_jax.runner import Progress
 
 # The certificate's integral is a right-endpoint Riemann sum on a geometric grid of 1000
 # points over 12 decades (ratio r = 10^(12/999) per step). G(δ) is a polynomial of degree
@@ -41,6 +50,11 @@ FLOAT32_MARGIN_ATOL = 1e-6
 # round-off and drift by O(η²) per step; at convergence ‖W_j‖² ≈ ‖Φ‖^(2/N) = 1, so 0.1 is
 # 10 % of the weights' own scale. (Measured in --quick: ≈ 0.06.)
 BALANCED_DRIFT_MAX = 0.1
+QUICK = E.EXPERIMENT.configure(quick=True)
+# A small grid whose runs stay open over several chunks (two of its four chunks run more
+# than one run; one run is capped): the continuation's progress, checkpoint and resume.
+SMALL = E.InitConfig(depths=(3,), init_stds=(0.01, 0.3), learning_rates=(0.003, 0.03),
+                     max_steps=2100, fine_steps=100, chunk_steps=500, coarse_every=100)
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +94,9 @@ def test_quick_writes_every_output(quick):
 
 def test_quick_arrays_have_the_grid_shapes(quick):
     _, doc = quick
-    c = E.quick_config()
+    c = QUICK
     assert doc["config"]["max_steps"] == c.max_steps
-    I, S, L, C = len(E.INITS), len(c.seeds), len(c.learning_rates), len(c.init_scales)
+    I, S, L, C = len(E.INITS), len(c.seeds), len(c.learning_rates), len(c.init_stds)
     assert set(doc["depths"]) == {str(d) for d in c.depths}
     for depth in c.depths:
         d = doc["depths"][str(depth)]
@@ -101,7 +115,7 @@ def test_quick_arrays_have_the_grid_shapes(quick):
 
 def test_best_learning_rate_is_the_earliest_first_hit_and_pruning_is_consistent(quick):
     _, doc = quick
-    c = E.quick_config()
+    c = QUICK
     for depth in c.depths:
         first = _runs(doc, depth, "first_hit")
         status = _runs(doc, depth, "status")
@@ -120,11 +134,11 @@ def test_best_learning_rate_is_the_earliest_first_hit_and_pruning_is_consistent(
 
 
 def test_margins_match_the_sweeps_initial_loss(quick):
-    """margin = σ_min(Φ) − ‖W_e(0) − Φ‖ with ‖W_e − Φ‖ = sqrt(2ℓ): regenerated inits (float64)
-    vs the sweep's recorded t = 0 loss (float32) — the same initial networks."""
+    """margin = σ_min(Φ) − ‖W_e(0) − Φ‖ with ‖W_e − Φ‖ = sqrt(2ℓ): the margins (float64, from
+    the sweep's initial weights) vs the sweep's recorded t = 0 loss (float32, from its scan)."""
     _, doc = quick
     sigma = doc["problem"]["phi_sigma_min"]
-    for depth in E.quick_config().depths:
+    for depth in QUICK.depths:
         margin = _cells(doc, depth, "margin_init")
         from_loss = sigma - np.sqrt(2.0 * _cells(doc, depth, "loss_init"))
         np.testing.assert_allclose(margin, from_loss, rtol=FLOAT32_MARGIN_RTOL,
@@ -162,7 +176,7 @@ def test_balancedness_stays_small_for_balanced_init(quick):
         shown = _cells(doc, depth, "max_balancedness_shown_run")
         assert np.all(shown[b] < BALANCED_DRIFT_MAX), shown[b]
         # The layer-wise Gaussian init at std 0.1 starts far less balanced than that.
-        std = np.asarray(doc["config"]["init_scales"])
+        std = np.asarray(doc["config"]["init_stds"])
         k = int(np.argmin(np.abs(std - 0.1)))
         assert _cells(doc, depth, "balancedness_init")[g, 0, k] > 10 * BALANCED_DRIFT_MAX
 
@@ -172,22 +186,22 @@ def test_a_continued_run_matches_an_uninterrupted_gradient_descent(quick):
     against one plain gradient_descent from the regenerated init: same first hit, within
     one record (float32, differently compiled)."""
     _, doc = quick
-    c = E.quick_config()
+    c = QUICK
     first = _runs(doc, 3, "first_hit")
     g = E.INITS.index("gaussian")
     late = np.argwhere(first[g, 0] > c.fine_steps)  # (lr, std) of runs that hit in phase 2
     assert late.size, "no Gaussian depth-3 run converged after the sweep in --quick"
     l, k = late[0]
     hit = int(first[g, 0, l, k])
-    problem = E.load_problem()
+    problem = E.EXPERIMENT.load(QUICK)
     loss_fn = functools.partial(whitened_l2_loss, Phi=jnp.asarray(problem.Phi, jnp.float32))
     dims = (128, 32, 32, 1)
     params = init_gaussian(jax.random.key(c.seeds[0]), dims,
-                           std=jnp.float32(c.init_scales[k]), dtype=jnp.float32)
+                           std=jnp.float32(c.init_stds[k]), dtype=jnp.float32)
     every = c.coarse_every
     traj = gradient_descent(loss_fn, params, learning_rate=jnp.float32(c.learning_rates[l]),
                             num_steps=hit + every, save_every=every)
-    fresh = E.first_hit(np.asarray(traj.step), np.asarray(traj.loss), c.target)
+    fresh = first_hit(np.asarray(traj.step), np.asarray(traj.loss), c.target)
     assert abs(int(fresh) - hit) <= every
 
 
@@ -249,15 +263,15 @@ def _unit_spectral(rng, shape):
 def test_certificate_never_excludes_a_run_that_converged(quick):
     """Soundness on real runs: τ at init ≤ η × (first hit) for every converged run."""
     _, doc = quick
-    c = E.quick_config()
-    problem = E.load_problem()
+    c = QUICK
+    problem = E.EXPERIMENT.load(QUICK)
     for depth in c.depths:
         dims = (128,) + (32,) * (depth - 1) + (1,)
         first = _runs(doc, depth, "first_hit")
         for i, init in enumerate(E.INITS):
             fn = {"balanced": init_balanced, "gaussian": init_gaussian}[init]
             stacked = [fn(jax.random.key(c.seeds[0]), dims, std=jnp.float32(s), dtype=jnp.float32)
-                       for s in c.init_scales]
+                       for s in c.init_stds]
             params = [np.stack([np.asarray(p[j]) for p in stacked]) for j in range(depth)]
             tau = E.escape_time_lower_bound(params, phi_norm=1.0, target=c.target)
             for l, eta in enumerate(c.learning_rates):
@@ -272,15 +286,82 @@ def test_certificate_rejects_an_unreachable_target():
 
 
 # --------------------------------------------------------------------------------------
-# Helpers, validation, CLI errors
+# The continuation through the runner: progress, checkpoint, resume
 # --------------------------------------------------------------------------------------
 
 
-def test_first_hit():
-    steps = np.array([0, 10, 20, 30])
-    loss = np.array([[1.0, 0.5, 1e-6, 1e-7], [1.0, 1.0, 1.0, 1.0], [1e-6, 1.0, 1.0, 1.0]])
-    np.testing.assert_array_equal(E.first_hit(steps, loss, 1e-5), [20, -1, 0])
-    np.testing.assert_array_equal(E.first_hit(steps, loss, 1e-5, max_step=10), [-1, -1, 0])
+@pytest.fixture(scope="module")
+def small():
+    """The small grid run once uninterrupted, with every Progress it reported."""
+    data = E.EXPERIMENT.load(SMALL)
+    seen = []
+    return data, E.run_init_experiment(SMALL, data, progress=seen.append), seen
+
+
+def test_progress_is_one_stage_per_depth_with_the_open_runs(small):
+    _, result, seen = small
+    d = result.depths[3]
+    chunks = -(-(SMALL.max_steps - SMALL.fine_steps) // SMALL.chunk_steps)
+    assert [p.done for p in seen] == [SMALL.chunk_steps * (k + 1) for k in range(chunks)]
+    assert {(type(p), p.stage, p.total) for p in seen} == {(Progress, "depth 3", chunks * SMALL.chunk_steps)}
+    open_runs = [p.metrics["open runs"] for p in seen]
+    assert all(type(v) is float for v in open_runs) and open_runs == sorted(open_runs, reverse=True)
+    # What is still open after the last chunk is what the cap settles, and more than one
+    # run was open after the first chunk (the grid exercises the continuation).
+    assert open_runs[-1] == np.sum(d.status == E.STATUSES.index("capped")) >= 1
+    assert open_runs[0] > 1
+
+
+def _assert_same_result(a, b):
+    for depth, x in a.depths.items():
+        y = b.depths[depth]
+        for field in x._fields:
+            if field == "curves":
+                for cx, cy in zip(np.ravel(x.curves), np.ravel(y.curves)):
+                    assert cx["lr_index"] == cy["lr_index"]
+                    for key in ("step", "loss", "balancedness"):
+                        np.testing.assert_array_equal(cx[key], cy[key])
+            elif field != "seconds":
+                np.testing.assert_array_equal(getattr(x, field), getattr(y, field), err_msg=field)
+
+
+def test_an_interrupted_run_resumes_bit_for_bit(small, tmp_path):
+    data, reference, _ = small
+
+    def interrupt_after_two_chunks(p):
+        if p.done >= 2 * SMALL.chunk_steps:
+            raise KeyboardInterrupt
+
+    folder = lambda: CheckpointDir(tmp_path, experiment="init", config=SMALL._asdict())
+    with pytest.raises(KeyboardInterrupt):
+        E.run_init_experiment(SMALL, data, progress=interrupt_after_two_chunks, checkpoint=folder())
+    seen = []
+    resumed = E.run_init_experiment(SMALL, data, progress=seen.append, checkpoint=folder())
+    assert seen[0].done == 2 * SMALL.chunk_steps  # resumed after the second chunk, not redone
+    _assert_same_result(reference, resumed)
+
+
+# --------------------------------------------------------------------------------------
+# Configuration, x64, validation, CLI errors
+# --------------------------------------------------------------------------------------
+
+
+def test_configure_maps_the_common_options():
+    assert E.EXPERIMENT.configure(quick=False) == E.InitConfig()
+    assert QUICK.max_steps == 20_000 and len(QUICK.init_stds) == 5 and len(QUICK.learning_rates) == 4
+    c = E.EXPERIMENT.configure(quick=True, steps=500, seeds=3)
+    assert (c.max_steps, c.fine_steps, c.seeds) == (500, 500, (0, 1, 2))
+    assert E.EXPERIMENT.configure(quick=True, steps=30_000).fine_steps == QUICK.fine_steps
+    assert E.EXPERIMENT.x64 and tuple(E.EXPERIMENT.common) == ("steps", "seeds")
+    with pytest.raises(ValueError, match="`seeds`"):
+        E.EXPERIMENT.configure(quick=True, seed=1)
+    with pytest.raises(TypeError):
+        E.EXPERIMENT.configure(quick=True, width=3)
+
+
+def test_run_refuses_to_compute_the_float64_margins_without_x64():
+    with jax.enable_x64(False), pytest.raises(RuntimeError, match="float64"):
+        E.run_init_experiment(SMALL, problem=None)
 
 
 @pytest.mark.parametrize("field, value, match", [
@@ -291,20 +372,28 @@ def test_first_hit():
     ("max_steps", 0, "max_steps"),
     ("target", 0.0, "target"),
     ("certificate_slack", 0.5, "certificate_slack"),
+    ("init_stds", (), "init_stds"),
 ])
-def test_validate_config_names_the_field(field, value, match):
+def test_a_bad_config_is_refused_naming_the_field(field, value, match):
     with pytest.raises(ValueError, match=match):
-        E.validate_config(E.quick_config(**{field: value}))
+        E.run_init_experiment(QUICK._replace(**{field: value}))
 
 
-def test_validate_config_rejects_non_integer_seeds():
+def test_non_integer_seeds_are_refused():
     with pytest.raises(TypeError, match="seeds"):
-        E.validate_config(E.quick_config(seeds=(0.5,)))
+        E.run_init_experiment(QUICK._replace(seeds=(0.5,)))
+
+
+def test_summary_lines(small):
+    _, result, _ = small
+    lines = E.EXPERIMENT.summary_lines(result)
+    assert lines[0].startswith("depth 3 balanced : converged at ") and lines[0].endswith(" of 2 stds")
+    assert lines[-1].startswith("wall time ")
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--steps", "0"], "--steps must be a positive integer"),
-    (["--seeds", "-1"], "--seeds must be a positive integer"),
+    (["--steps", "0"], "--steps must be a positive integer, got 0"),
+    (["--seeds", "-1"], "--seeds must be a positive integer, got -1"),
     (["--steps", "5"], "multiple of `fine_every`"),
 ])
 def test_cli_user_errors_are_one_line_exit_2(argv, message, capsys, tmp_path):

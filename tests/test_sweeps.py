@@ -27,7 +27,7 @@ def problem():
 
 LOSS = problem()
 GRID = dict(input_dim=6, output_dim=1, hidden_width=3, depths=[1, 2, 3, 4], seeds=[0, 1],
-            init_scales=[0.1, 0.5], num_steps=60, save_every=20)
+            init_stds=[0.1, 0.5], num_steps=60, save_every=20)
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +39,14 @@ def test_sweep_shapes_and_coords(grid_with_divergence):
     traj = grid_with_divergence.trajectory
     assert traj.loss.shape == (2, 3, 2, 4, 4)
     assert traj.diverged_at.shape == (2, 3, 2, 4)
-    assert grid_with_divergence.axes == ("seed", "learning_rate", "init_scale", "depth")
+    assert grid_with_divergence.axes == ("seed", "learning_rate", "init_std", "depth")
     np.testing.assert_array_equal(grid_with_divergence.coords["depth"], [1, 2, 3, 4])
 
 
 @pytest.mark.parametrize("seed_i, lr_i, scale_i, depth_i", [(0, 0, 0, 0), (1, 1, 1, 3), (0, 1, 0, 1), (1, 0, 1, 2)])
 def test_sweep_cell_equals_solo_run(grid_with_divergence, seed_i, lr_i, scale_i, depth_i):
     seed, lr = GRID["seeds"][seed_i], [0.01, 0.1, 200.0][lr_i]
-    std, depth = GRID["init_scales"][scale_i], GRID["depths"][depth_i]
+    std, depth = GRID["init_stds"][scale_i], GRID["depths"][depth_i]
     dims = (6,) + (3,) * (depth - 1) + (1,)
     solo = gradient_descent(LOSS, init_balanced(jax.random.key(seed), dims, std=std),
                             learning_rate=lr, num_steps=60, save_every=20)
@@ -86,7 +86,7 @@ def test_end_to_end_sweep_matches_solo_run():
 def test_progress_in_chunks_gives_identical_sweep():
     calls = []
     a = sweep(LOSS, learning_rates=[0.05], **GRID)
-    b = sweep(LOSS, learning_rates=[0.05], progress=lambda d, t: calls.append(d), **GRID)
+    b = sweep(LOSS, learning_rates=[0.05], progress=lambda p: calls.append(p.done), **GRID)
     assert calls[-1] == 60
     np.testing.assert_array_equal(a.trajectory.loss, b.trajectory.loss)
 
@@ -102,12 +102,12 @@ SHARDED_SCRIPT = textwrap.dedent("""
     Y = 0.5 * X @ jax.random.normal(kw, (6, 1))
     loss = functools.partial(lp_loss, X=X, Y=Y, p=4.0)
     r = sweep(loss, input_dim=6, output_dim=1, hidden_width=3, depths=[1, 3], seeds=[0, 1, 2, 3],
-              learning_rates=[0.05, 0.1], init_scales=[0.3], num_steps=40, save_every=20)
+              learning_rates=[0.05, 0.1], init_stds=[0.3], num_steps=40, save_every=20)
     assert len(r.trajectory.loss.sharding.device_set) == 4, r.trajectory.loss.sharding
     np.save(sys.argv[1], np.asarray(r.trajectory.loss))
     # 3 seeds x 2 depths = 6 runs: padded to 8 (the last run twice more), copies dropped
     odd = sweep(loss, input_dim=6, output_dim=1, hidden_width=3, depths=[1, 3], seeds=[0, 1, 2],
-                learning_rates=[0.1], init_scales=[0.3], num_steps=40, save_every=20)
+                learning_rates=[0.1], init_stds=[0.3], num_steps=40, save_every=20)
     assert odd.trajectory.loss.shape[:4] == (3, 1, 1, 2), odd.trajectory.loss.shape
     np.save(sys.argv[2], np.asarray(odd.trajectory.loss))
 """)
@@ -120,7 +120,7 @@ def test_sharded_sweep_over_four_cpu_devices_equals_single_device(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = sweep(LOSS, input_dim=6, output_dim=1, hidden_width=3, depths=[1, 3], seeds=[0, 1, 2, 3],
-                   learning_rates=[0.05, 0.1], init_scales=[0.3], num_steps=40, save_every=20)
+                   learning_rates=[0.05, 0.1], init_stds=[0.3], num_steps=40, save_every=20)
     np.testing.assert_allclose(np.load(out), single.trajectory.loss, rtol=1e-13)
     # a run count that does not divide over the devices: same runs as on one device
     np.testing.assert_allclose(np.load(out_odd), single.trajectory.loss[:3, 1:], rtol=1e-13)
@@ -135,7 +135,7 @@ def test_sharded_sweep_over_four_cpu_devices_equals_single_device(tmp_path):
     (dict(depths=[0, 2]), ValueError, "`depths` must be positive"),
     (dict(depths=[1.5]), TypeError, "`depths` must be integers"),
     (dict(learning_rates=[-1.0]), ValueError, "`learning_rates` must be non-negative"),
-    (dict(init_scales=[[0.1, 0.2]]), ValueError, "1-D"),
+    (dict(init_stds=[[0.1, 0.2]]), ValueError, "1-D"),
     (dict(init="xavier"), ValueError, "`init` must be one of"),
     (dict(dynamics="flow"), ValueError, "`dynamics` must be one of"),
     (dict(num_steps=50), ValueError, "multiple of `save_every`"),
@@ -152,4 +152,4 @@ def test_depth_one_beside_deeper_needs_width_at_least_output():
     loss = functools.partial(lp_loss, X=kx, Y=kx[:, :3], p=2.0)
     with pytest.raises(ValueError, match=r"`hidden_width` \(2\) must be >= `output_dim` \(3\)"):
         sweep(loss, input_dim=4, output_dim=3, hidden_width=2, depths=[1, 2], seeds=[0],
-              learning_rates=[0.1], init_scales=[0.1], num_steps=1)
+              learning_rates=[0.1], init_stds=[0.1], num_steps=1)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from overparam_jax.verify.checks.closed_form import (
+from overparam_jax.theory import (
     aligned_flow_sigma,
     aligned_flow_time,
     logistic_sigma,

@@ -54,13 +54,17 @@ both losses, decided before the main runs and never adjusted per depth:
 
 Pilots, choices and every pilot loss are stored in the JSON (``protocol``).
 
-**Baselines in one program.** The optimizers and the reference GD run through
-:func:`overparam_jax.optax_descent`, vmapped over runs: one ``optax.GradientTransformation``
-holds SGD, AdaGrad, AdaDelta and Adam states and a traced index picks the update of each
-run (:func:`baseline_transformation`), so every baseline shares one compiled program and
-one data matmul per step. Linear-model runs are laid out as depth-3 networks with frozen
-identity layers (:func:`overparam_jax.pad_to_depth`) when Adam on depth 3 runs beside them;
-updates of frozen layers are masked to zero.
+**Optimizers and the reference GD**, one :func:`overparam_jax.sweep` each:
+``dynamics="optax"`` with ``optimizer=optax.adagrad``, ``optax.adadelta`` or ``optax.adam``
+(optax defaults; the learning rates are injected into the optimizer's state, so a grid of
+them is one compiled program), and ``dynamics="network"`` for the linear model at its own
+rate. Adam on depths 1 and 3 is one sweep: the linear model is laid out as a depth-3 network
+with frozen identity layers whose updates are masked to zero (:func:`overparam_jax.pad_to_depth`;
+when the two chosen rates differ, the sweep's grid also runs the two cells not reported).
+Two of these runs amplify round-off: AdaDelta at its quick-mode rate (0.1) turns locally
+unstable after ~220 steps, and Adam on depth 3 passes a loss spike; a one-ulp change of
+W(0) moves their float32 curves by ~10⁻³ and by up to 20× at the spike, so they reproduce
+bit for bit only with the same programs (same machine, versions and sweep layout).
 
 **Discrete end-to-end update** (THEORY.md §4): :math:`W_e \leftarrow W_e - \eta P_{W_e}
 \nabla\ell(W_e)` at the GD learning rate, for depths 2 and 3, from the same
@@ -76,6 +80,15 @@ medians over seeds; for every run, the first recorded iteration at which it reac
 final loss of depth 1 (GD, same seed); the ACH18 observations as measured numbers
 (``claims``); wall times and the machine's load average.
 
+**Running it.** ``overparam-jax reproduce acceleration [--quick] [--steps N] [--seeds S]``,
+or :func:`run_acceleration_experiment` with :func:`configure`'s configuration. Every sweep
+reports its progress as one stage (:class:`overparam_jax.runner.Progress`) and, with a
+:class:`~overparam_jax.checkpoint.CheckpointDir`, keeps its state in its own stage file, so
+an interrupted run resumes where it stopped and returns the same result, bit for bit.
+Public: :class:`AccelerationConfig`, :func:`configure`, :func:`run_acceleration_experiment`,
+:class:`AccelerationResult` with its :class:`Runs`, :data:`EXPERIMENT` (the command line's
+description of E1), :data:`LOSSES` and :func:`l2_loss_from_moments`; the rest is private.
+
 References:
     [ACH18] Arora, Cohen, Hazan. On the Optimization of Deep Networks: Implicit
     Acceleration by Overparameterization. ICML 2018, §7 and Figures 2–4.
@@ -88,7 +101,7 @@ import functools
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -97,37 +110,33 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from overparam_jax._validation import require_int
+from overparam_jax.analysis import first_hit, significant
 from overparam_jax.checkpoint import CheckpointDir
 from overparam_jax.datasets import load_gas_ethanol
-from overparam_jax.dynamics import Trajectory, optax_descent
+from overparam_jax.experiments import Experiment
+from overparam_jax.experiments.report import band, write_outputs
 from overparam_jax.losses import LossFn, lp_loss
-from overparam_jax.networks import end_to_end, init_balanced
-from overparam_jax.sweeps import pad_to_depth, shard_runs, sweep
+from overparam_jax.networks import end_to_end
+from overparam_jax.runner import ProgressFn
+from overparam_jax.sweeps import SweepResult, sweep
 
 __all__ = [
+    "EXPERIMENT",
+    "LOSSES",
     "AccelerationConfig",
     "AccelerationResult",
-    "BASELINE_METHODS",
-    "LOSSES",
-    "Progress",
-    "baseline_transformation",
-    "depth_figure",
-    "extra_depths_figure",
+    "Runs",
+    "configure",
     "l2_loss_from_moments",
-    "optimizer_figure",
-    "quick_config",
-    "result_to_dict",
     "run_acceleration_experiment",
-    "summary_markdown",
-    "validate_config",
-    "with_steps",
-    "write_outputs",
 ]
 
 _DTYPE = jnp.float32
 LOSSES: dict[str, float] = {"l2": 2.0, "l4": 4.0}
-BASELINE_METHODS = ("gd", "adagrad", "adadelta", "adam")
-_OPTIMIZERS = (("adagrad", 1), ("adadelta", 1), ("adam", 1), ("adam", 3))
+# The optimizers of protocol step 5 and the depths each runs on (one sweep per optimizer).
+_OPTIMIZERS = {"adagrad": (optax.adagrad, (1,)), "adadelta": (optax.adadelta, (1,)),
+               "adam": (optax.adam, (1, 3))}
 _MILESTONE_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
 
@@ -180,90 +189,105 @@ class AccelerationConfig(NamedTuple):
     optimizer_pilot_steps: int = 20_000
 
 
-def quick_config(**overrides: Any) -> AccelerationConfig:
-    """A smoke run for ``--quick`` and the tests (well under a minute on 2 cores)."""
-    base = dict(
-        num_steps=1000, save_every=20, seeds=(0, 1), extra_seeds=1, baseline_seeds=1, extra_depths=(4,),
-        lr_grid=(1e-3, 3.162e-3, 1e-2), pilot_steps=100, stability_steps=1000,
-        stability_candidates=2, optimizer_lr_grid=(1e-2, 1e-1), optimizer_pilot_steps=100,
-    )
-    return AccelerationConfig(**{**base, **overrides})
+# The smoke run of ``--quick`` and the tests (well under a minute on 2 cores).
+_QUICK = AccelerationConfig(
+    num_steps=1000, save_every=20, seeds=(0, 1), extra_seeds=1, baseline_seeds=1, extra_depths=(4,),
+    lr_grid=(1e-3, 3.162e-3, 1e-2), pilot_steps=100, stability_steps=1000,
+    stability_candidates=2, optimizer_lr_grid=(1e-2, 1e-1), optimizer_pilot_steps=100,
+)
 
 
-def _save_every_for(num_steps: int, records: int = 1000) -> int:
-    """The largest divisor of ``num_steps`` that is at most ``num_steps // records`` (≥ 1)."""
-    for s in range(max(1, num_steps // records), 0, -1):
-        if num_steps % s == 0:
-            return s
-    return 1
+def configure(*, quick: bool = False, steps: int | None = None, seeds: int | None = None,
+              seed: None = None) -> AccelerationConfig:
+    """The configuration of ``overparam-jax reproduce acceleration [--quick] [--steps N] [--seeds S]``.
 
+    Args:
+        quick: the smoke run (1000 steps, 2 seeds, short pilots) instead of the full one.
+        steps: every run ``steps`` iterations, recorded about 1000 times; pilot A and the
+            optimizer pilot no longer than the run, pilot B (stability) as long as the run.
+        seeds: the main depths on seeds ``0 .. seeds-1`` (the extra depths and the
+            baselines on at most as many).
+        seed: not an option of E1 (``None``).
 
-def with_steps(config: AccelerationConfig, num_steps: int) -> AccelerationConfig:
-    """``config`` for ``num_steps`` iterations: about 1000 records, pilots A and of the
-    optimizers no longer than the run, pilot B (stability) as long as the run."""
-    return config._replace(
-        num_steps=num_steps,
-        save_every=_save_every_for(num_steps),
-        pilot_steps=min(config.pilot_steps, num_steps),
-        stability_steps=num_steps,
-        optimizer_pilot_steps=min(config.optimizer_pilot_steps, num_steps),
-    )
+    Raises:
+        ValueError: a value the experiment cannot run with, naming it.
 
-
-def validate_config(config: AccelerationConfig) -> None:
-    """Raise ``ValueError`` naming the field if ``config`` cannot run."""
-    ints = ("num_steps", "save_every", "extra_seeds", "baseline_seeds", "pilot_steps", "stability_steps",
-            "stability_candidates", "optimizer_pilot_steps")
-    for name in ints:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer, but is {value!r}.")
-    if config.num_steps % config.save_every:
-        raise ValueError(
-            f"`num_steps` ({config.num_steps}) must be a multiple of `save_every` ({config.save_every})."
+    Examples:
+        >>> c = configure(quick=True, steps=1500, seeds=3)
+        >>> c.num_steps, c.save_every, c.stability_steps, c.seeds
+        (1500, 1, 1500, (0, 1, 2))
+    """
+    if seed is not None:
+        raise ValueError(f"E1 has no --seed (its seeds are 0 .. --seeds - 1), got {seed!r}")
+    for flag, value in (("--steps", steps), ("--seeds", seeds)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    config = _QUICK if quick else AccelerationConfig()
+    if steps is not None:
+        at_most = max(1, steps // 1000)  # about 1000 records: the largest divisor up to steps / 1000
+        config = config._replace(
+            num_steps=steps, save_every=max(s for s in range(1, at_most + 1) if steps % s == 0),
+            pilot_steps=min(config.pilot_steps, steps), stability_steps=steps,
+            optimizer_pilot_steps=min(config.optimizer_pilot_steps, steps),
         )
-    for name in ("pilot_steps", "stability_steps", "optimizer_pilot_steps"):
-        if getattr(config, name) % 10:
-            raise ValueError(f"`{name}` must be a multiple of 10, but is {getattr(config, name)}.")
-    if not config.seeds or len(set(config.seeds)) != len(config.seeds):
-        raise ValueError(f"`seeds` must be distinct integers, at least one, but is {config.seeds!r}.")
-    for name in ("extra_seeds", "baseline_seeds"):
-        if getattr(config, name) > len(config.seeds):
-            raise ValueError(
-                f"`{name}` ({getattr(config, name)}) must be at most the number of seeds "
-                f"({len(config.seeds)})."
-            )
-    if 1 not in config.depths:
-        raise ValueError(f"`depths` must contain 1 (the linear model), but is {config.depths!r}.")
-    all_depths = tuple(config.depths) + tuple(config.extra_depths)
-    if len(set(all_depths)) != len(all_depths) or min(all_depths) < 1:
-        raise ValueError(f"depths must be distinct and >= 1, got {all_depths!r}.")
-    unknown = set(config.losses) - set(LOSSES)
-    if unknown or not config.losses:
-        raise ValueError(f"`losses` must be a non-empty subset of {tuple(LOSSES)}, but is {config.losses!r}.")
-    if not set(config.optimizer_losses) <= set(config.losses):
-        raise ValueError(
-            f"`optimizer_losses` {config.optimizer_losses!r} must be among `losses` {config.losses!r}."
-        )
-    if not set(config.end_to_end_depths) <= set(config.depths):
-        raise ValueError(
-            f"`end_to_end_depths` {config.end_to_end_depths!r} must be among `depths` {config.depths!r}."
-        )
-    for name in ("lr_grid", "optimizer_lr_grid"):
-        grid = getattr(config, name)
-        if not grid or any(not (g > 0) for g in grid):
-            raise ValueError(f"`{name}` must be a non-empty sequence of positive numbers, got {grid!r}.")
-    if not config.init_std > 0:
-        raise ValueError(f"`init_std` must be positive, but is {config.init_std}.")
+    if seeds is not None:
+        config = config._replace(seeds=tuple(range(seeds)), extra_seeds=min(config.extra_seeds, seeds),
+                                 baseline_seeds=min(config.baseline_seeds, seeds))
+    _validate(config)
+    return config
+
+
+def _validate(config: AccelerationConfig) -> None:
+    """Raise ``ValueError`` (``TypeError`` for a non-integer count) naming the field if
+    ``config`` cannot run."""
+    c = config
+    for name in ("num_steps", "save_every", "extra_seeds", "baseline_seeds", "pilot_steps",
+                 "stability_steps", "stability_candidates", "optimizer_pilot_steps"):
+        require_int(name, getattr(c, name), minimum=1)
+    all_depths = tuple(c.depths) + tuple(c.extra_depths)
+    failures = [
+        (c.num_steps % c.save_every,
+         f"`num_steps` ({c.num_steps}) must be a multiple of `save_every` ({c.save_every})"),
+        *[(getattr(c, n) % 10, f"`{n}` must be a multiple of 10, but is {getattr(c, n)}")
+          for n in ("pilot_steps", "stability_steps", "optimizer_pilot_steps")],
+        (not c.seeds or len(set(c.seeds)) != len(c.seeds),
+         f"`seeds` must be distinct integers, at least one, but is {c.seeds!r}"),
+        *[(getattr(c, n) > len(c.seeds),
+           f"`{n}` ({getattr(c, n)}) must be at most the number of seeds ({len(c.seeds)})")
+          for n in ("extra_seeds", "baseline_seeds")],
+        (1 not in c.depths, f"`depths` must contain 1 (the linear model), but is {c.depths!r}"),
+        (len(set(all_depths)) != len(all_depths) or min(all_depths, default=1) < 1,
+         f"depths must be distinct and >= 1, got {all_depths!r}"),
+        (not c.losses or not set(c.losses) <= set(LOSSES),
+         f"`losses` must be a non-empty subset of {tuple(LOSSES)}, but is {c.losses!r}"),
+        (not set(c.optimizer_losses) <= set(c.losses),
+         f"`optimizer_losses` {c.optimizer_losses!r} must be among `losses` {c.losses!r}"),
+        (not set(c.end_to_end_depths) <= set(c.depths),
+         f"`end_to_end_depths` {c.end_to_end_depths!r} must be among `depths` {c.depths!r}"),
+        *[(not grid or any(not (g > 0) for g in grid),
+           f"`{n}` must be a non-empty sequence of positive numbers, got {grid!r}")
+          for n, grid in (("lr_grid", c.lr_grid), ("optimizer_lr_grid", c.optimizer_lr_grid))],
+        (not c.init_std > 0, f"`init_std` must be positive, but is {c.init_std}"),
+    ]
+    for failed, message in failures:
+        if failed:
+            raise ValueError(message + ".")
 
 
 # --------------------------------------------------------------------------------------
-# Losses
+# Data and losses
 # --------------------------------------------------------------------------------------
+
+
+def _load(config: AccelerationConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` (2565, 128) with standardized columns and ``y`` (2565, 1), as NumPy float64."""
+    return load_gas_ethanol(standardize=True)
 
 
 def l2_loss_from_moments(W_e: jax.Array, C: jax.Array, B: jax.Array, c: jax.Array) -> jax.Array:
-    r"""ℓ2 through the data moments: :math:`\frac1m\|X W^\top - Y\|_F^2 = \mathrm{tr}(W C W^\top) - 2\,W\cdot B + c`.
+    r"""ℓ2 through the data moments.
+
+    .. math:: \frac1m\|X W^\top - Y\|_F^2 = \mathrm{tr}(W C W^\top) - 2\,W\cdot B + c
 
     Args:
         W_e: ``(d_N, d_0)``.
@@ -273,98 +297,265 @@ def l2_loss_from_moments(W_e: jax.Array, C: jax.Array, B: jax.Array, c: jax.Arra
 
     Equal to ``lp_loss(W_e, X, Y, p=2)`` (the talk's form) up to round-off, at ``O(d_0²)``
     per evaluation instead of ``O(m d_0)``.
+
+    Examples:
+        >>> X, Y = jnp.array([[1.0, 0.0], [0.0, 2.0]]), jnp.array([[1.0], [1.0]])
+        >>> W = jnp.array([[3.0, 1.0]])
+        >>> C, B, c = X.T @ X / 2, Y.T @ X / 2, jnp.sum(Y * Y) / 2
+        >>> float(l2_loss_from_moments(W, C, B, c)), float(lp_loss(W, X, Y, p=2.0))
+        (2.5, 2.5)
     """
     return jnp.sum((W_e @ C) * W_e) - 2 * jnp.sum(W_e * B) + c
 
 
-class _Problem(NamedTuple):
-    name: str
-    p: float
-    loss_fn: LossFn  # float32, reused across calls so compiled programs are reused
-    X64: np.ndarray
-    Y64: np.ndarray
-
-
-def _problems(names: Sequence[str]) -> dict[str, _Problem]:
-    X, Y = load_gas_ethanol(standardize=True)
-    m = X.shape[0]
-    out = {}
-    for name in names:
-        p = LOSSES[name]
-        if p == 2.0:
-            moments = (X.T @ X / m, Y.T @ X / m, np.sum(Y * Y) / m)
-            C, B, c = (jnp.asarray(a, _DTYPE) for a in moments)
-            loss_fn = functools.partial(l2_loss_from_moments, C=C, B=B, c=c)
-        else:
-            loss_fn = functools.partial(lp_loss, X=jnp.asarray(X, _DTYPE), Y=jnp.asarray(Y, _DTYPE), p=p)
-        out[name] = _Problem(name, p, loss_fn, X, Y)
-    return out
+def _loss_fn(p: float, X: np.ndarray, Y: np.ndarray) -> LossFn:
+    """ℓp of ``W_e`` in float32 (ℓ2 from the moments); one object per loss, so that the
+    sweeps of a loss share compiled programs."""
+    if p == 2.0:
+        m = X.shape[0]
+        C, B, c = (jnp.asarray(a, _DTYPE) for a in (X.T @ X / m, Y.T @ X / m, np.sum(Y * Y) / m))
+        return functools.partial(l2_loss_from_moments, C=C, B=B, c=c)
+    return functools.partial(lp_loss, X=jnp.asarray(X, _DTYPE), Y=jnp.asarray(Y, _DTYPE), p=p)
 
 
 # --------------------------------------------------------------------------------------
-# Baselines: one optax transformation for every method, chosen by a traced index
+# The runs: every family of runs is one sweep
 # --------------------------------------------------------------------------------------
 
 
-def baseline_transformation(
-    method: jax.Array, learning_rate: jax.Array, mask: Sequence[jax.Array]
-) -> optax.GradientTransformation:
-    r"""SGD (= GD), AdaGrad, AdaDelta or Adam (optax defaults), picked by ``method``.
+class Runs(NamedTuple):
+    """One family of runs (a method on one depth at one learning rate) over its seeds.
 
-    ``method`` indexes :data:`BASELINE_METHODS`; it and ``learning_rate`` may be traced, so
-    runs of different methods share one vmapped program. Every method's update is computed
-    and the chosen one is returned, multiplied by ``mask`` (0 on frozen layers).
+    Attributes:
+        method: ``"gd"``, ``"adagrad"``, ``"adadelta"``, ``"adam"`` or ``"end_to_end"``.
+        depth: the network depth N (for ``"end_to_end"``, the N of the update).
+        learning_rate: the step size.
+        loss: ``(S, T)`` the recorded losses.
+        diverged_at: ``(S,)`` the first non-finite step, -1 where none.
+        balancedness: ``(S, T)`` along the run (0 for depth 1 and the end-to-end update).
+        final_W_e: ``(S, 1, d_0)`` the final end-to-end row.
     """
-    inner = (optax.sgd(learning_rate), optax.adagrad(learning_rate),
-             optax.adadelta(learning_rate), optax.adam(learning_rate))
 
-    def init(params):
-        return tuple(o.init(params) for o in inner)
-
-    def update(grads, state, params=None):
-        results = [o.update(grads, s, params) for o, s in zip(inner, state)]
-        chosen = jax.tree_util.tree_map(lambda *us: jnp.stack(us)[method], *[u for u, _ in results])
-        return jax.tree_util.tree_map(jnp.multiply, chosen, tuple(mask)), tuple(s for _, s in results)
-
-    return optax.GradientTransformation(init, update)
-
-
-class _Spec(NamedTuple):
-    """One baseline: ``method`` on a depth-``depth`` network, or (``"end_to_end"``) the
-    discrete end-to-end update of depth ``depth``."""
-
-    key: str
     method: str
     depth: int
     learning_rate: float
+    loss: np.ndarray
+    diverged_at: np.ndarray
+    balancedness: np.ndarray
+    final_W_e: np.ndarray
 
 
-def _baseline_runs(
-    problem: _Problem, specs: Sequence[_Spec], seeds: Sequence[int], *, init_std: float,
-    num_steps: int, save_every: int,
-) -> Trajectory:
-    """Every (spec, seed) as one vmapped ``optax_descent``; fields have leading axes (spec, seed)."""
-    D = max(s.depth for s in specs)
-    params, masks, methods, lrs = [], [], [], []
-    for spec in specs:
-        for seed in seeds:
-            p0 = init_balanced(jax.random.key(seed), (128,) + (1,) * spec.depth, std=init_std,
-                               dtype=_DTYPE)
-            padded = pad_to_depth(p0, D, hidden_width=1)
-            params.append(padded.params)
-            masks.append(padded.mask)
-            methods.append(BASELINE_METHODS.index(spec.method))
-            lrs.append(spec.learning_rate)
-    stack = lambda trees: jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+def _runs_of(result: SweepResult, method: str, lr_index: int = 0) -> dict[int, Runs]:
+    """The families of a sweep at its ``lr_index``-th learning rate, by depth."""
+    traj = result.trajectory
+    at = lambda x: np.asarray(x)[:, lr_index, 0]  # (seed, lr, scale, depth, ...) -> (seed, depth, ...)
+    final = jax.tree_util.tree_map(lambda x: x[:, lr_index, 0], traj.final)
+    W_e = np.asarray(final if method == "end_to_end" else jax.vmap(jax.vmap(end_to_end))(tuple(final)))
+    lr = float(result.coords["learning_rate"][lr_index])
+    return {int(d): Runs(method, int(d), lr, at(traj.loss)[:, k], at(traj.diverged_at)[:, k],
+                         at(traj.balancedness)[:, k], W_e[:, k])
+            for k, d in enumerate(result.coords["depth"])}
 
-    def one(p, mask, method, lr):
-        opt = baseline_transformation(method, lr, mask)
-        return optax_descent(problem.loss_fn, p, opt, num_steps=num_steps, save_every=save_every)
 
-    runs, n = shard_runs((stack(params), stack(masks), jnp.asarray(methods), jnp.asarray(lrs, _DTYPE)))
-    traj = jax.vmap(one)(*runs)
-    shape = (len(specs), len(seeds))
-    return jax.tree_util.tree_map(lambda x: x[:n].reshape(shape + x.shape[1:]), traj)
+def _joined(first: Runs, rest: Runs) -> Runs:
+    """The seeds of ``first`` followed by those of ``rest``."""
+    return rest._replace(**{f: np.concatenate([getattr(first, f), getattr(rest, f)])
+                            for f in ("loss", "diverged_at", "balancedness", "final_W_e")})
+
+
+def _stable(loss: np.ndarray, diverged_at: np.ndarray) -> np.ndarray:
+    """Per run: finite throughout and below its initial loss at the end."""
+    return (diverged_at < 0) & (loss[..., -1] < loss[..., 0]) & np.all(np.isfinite(loss), axis=-1)
+
+
+class _Loss(NamedTuple):
+    """One loss of the experiment: the settings its sweeps share, and where they report
+    progress and keep their state."""
+
+    name: str
+    loss_fn: LossFn
+    input_dim: int
+    config: AccelerationConfig
+    progress: ProgressFn | None
+    checkpoint: CheckpointDir | None
+
+    def sweep(self, stage: str, label: str, *, depths, seeds, learning_rates, num_steps=None,
+              save_every=None, **dynamics) -> SweepResult:
+        """One sweep from the balanced init of std ``init_std``, hidden width 1, float32,
+        reported as stage ``"<loss> <label>"`` and saved in stage file ``<loss>_<stage>``."""
+        c, label = self.config, f"{self.name} {label}"
+        report = None if self.progress is None else lambda p: self.progress(p._replace(stage=label))
+        return sweep(
+            self.loss_fn, input_dim=self.input_dim, output_dim=1, hidden_width=1, depths=list(depths),
+            seeds=list(seeds), learning_rates=list(learning_rates), init_stds=[c.init_std],
+            num_steps=num_steps or c.num_steps, save_every=save_every or c.save_every,
+            init="balanced", dtype=_DTYPE, progress=report,
+            checkpoint=None if self.checkpoint is None else self.checkpoint.stage(f"{self.name}_{stage}"),
+            **dynamics,
+        )
+
+
+def _pilot_gd(ctx: _Loss) -> tuple[dict[str, Any], dict[str, Runs] | None]:
+    """Pilots A and B of the protocol (module docstring): the JSON-ready record, and pilot
+    B's runs at the chosen rate when they can stand for seed ``seeds[0]`` of the main panel."""
+    c = ctx.config
+    grid = sorted(c.lr_grid)
+    res = ctx.sweep("pilot_a", f"pilot A, depth 1 at {len(grid)} lrs x {len(c.seeds)} seeds", depths=[1],
+                    seeds=c.seeds, learning_rates=grid, num_steps=c.pilot_steps,
+                    save_every=c.pilot_steps // 10)
+    loss = np.asarray(res.trajectory.loss)[:, :, 0, 0]  # (S, L, T)
+    div = np.asarray(res.trajectory.diverged_at)[:, :, 0, 0]  # (S, L)
+    stable_a = np.all(_stable(loss, div), axis=0)  # (L,)
+    if not stable_a.any():
+        raise RuntimeError(f"{ctx.name}: no learning rate of the grid is stable for the linear model.")
+    lr_linear = max(lr for lr, ok in zip(grid, stable_a) if ok)
+    pilot_a = {
+        "depth": 1, "seeds": list(c.seeds), "steps": c.pilot_steps, "learning_rates": grid,
+        "stable": stable_a.tolist(), "final_loss_median": np.median(loss[..., -1], axis=0).tolist(),
+        "diverged_at": div.T.tolist(),
+    }
+    below = [lr for lr in grid if lr <= lr_linear][::-1][: c.stability_candidates]
+    # As long as the main run, pilot B records like it, and its runs at the chosen rate
+    # become seed seeds[0] of the main panel (the same computation).
+    reusable = c.stability_steps == c.num_steps
+    res = ctx.sweep("pilot_b", f"pilot B, depths {list(c.depths)} at {len(below)} lrs", depths=c.depths,
+                    seeds=c.seeds[:1], learning_rates=below, num_steps=c.stability_steps,
+                    save_every=c.save_every if reusable else c.stability_steps // 10)
+    loss_b = np.asarray(res.trajectory.loss)[0, :, 0]  # (L, K, T)
+    div_b = np.asarray(res.trajectory.diverged_at)[0, :, 0]  # (L, K)
+    stable_b = np.all(_stable(loss_b, div_b), axis=1)  # (L,)
+    chosen = next((lr for lr, ok in zip(below, stable_b) if ok), None)
+    lr_gd = chosen if chosen is not None else min(below)
+    record = {
+        "pilot_a": pilot_a,
+        "pilot_b": {"depths": list(c.depths), "seed": c.seeds[0], "steps": c.stability_steps,
+                    "learning_rates": below, "stable": stable_b.tolist(), "diverged_at": div_b.tolist(),
+                    "final_loss": loss_b[..., -1].tolist()},
+        "lr_linear": lr_linear, "lr_gd": lr_gd, "lr_gd_stable_in_pilot": chosen is not None,
+        "main_seed_0_from_pilot_b": reusable,
+    }
+    seed_0 = _runs_of(res, "gd", below.index(lr_gd)) if reusable else None
+    return record, seed_0
+
+
+def _pilot_optimizers(ctx: _Loss) -> dict[str, Any]:
+    """Protocol step 5: every optimizer over the shared grid on ``seeds[0]``; each picks the
+    rate with the lowest finite final loss."""
+    c = ctx.config
+    grid = sorted(c.optimizer_lr_grid)
+    out: dict[str, Any] = {"learning_rates": grid, "seed": c.seeds[0], "steps": c.optimizer_pilot_steps,
+                           "runs": {}, "chosen": {}}
+    for method, (optimizer, depths) in _OPTIMIZERS.items():
+        res = ctx.sweep(f"pilot_{method}", f"optimizer pilot, {method} on depths {list(depths)} at "
+                        f"{len(grid)} lrs", depths=depths, seeds=c.seeds[:1], learning_rates=grid,
+                        num_steps=c.optimizer_pilot_steps, save_every=c.optimizer_pilot_steps // 10,
+                        dynamics="optax", optimizer=optimizer)
+        final = np.asarray(res.trajectory.loss)[0, :, 0, :, -1]  # (L, K)
+        div = np.asarray(res.trajectory.diverged_at)[0, :, 0]  # (L, K)
+        for k, depth in enumerate(depths):
+            key = f"{method}_d{depth}"
+            score = np.where((div[:, k] < 0) & np.isfinite(final[:, k]), final[:, k], np.inf)
+            out["runs"][key] = {"final_loss": final[:, k].tolist(), "diverged_at": div[:, k].tolist()}
+            out["chosen"][key] = grid[int(np.argmin(score))] if np.isfinite(score).any() else None
+    return out
+
+
+def _gd(ctx: _Loss, lr: float, depths: Sequence[int], seeds: Sequence[int],
+        done: dict[int, Runs] | None = None) -> dict[str, Runs]:
+    """GD on ``depths`` × ``seeds`` at one learning rate. ``done``: the runs of the first
+    seed, already computed (pilot B's); only the other seeds are run."""
+    rest = seeds[0 if done is None else 1:]
+    new = {}
+    if rest:
+        res = ctx.sweep(f"gd_depths_{'_'.join(map(str, depths))}",
+                        f"GD, depths {list(depths)} x {len(rest)} seeds", depths=depths, seeds=rest,
+                        learning_rates=[lr])
+        new = _runs_of(res, "gd")
+    if done is not None:
+        new = {d: _joined(done[d], new[d]) if d in new else done[d] for d in depths}
+    return {f"gd_depth_{d}": runs for d, runs in new.items()}
+
+
+def _baselines(ctx: _Loss, record: dict[str, Any]) -> dict[str, Runs]:
+    """Protocol steps 4 and 5 at full length on the first ``baseline_seeds`` seeds: the linear
+    model at its own rate (if GD's is lower) and each optimizer at its chosen rate."""
+    seeds = ctx.config.seeds[: ctx.config.baseline_seeds]
+    out = {}
+    if record["lr_linear"] != record["lr_gd"]:
+        res = ctx.sweep("gd_d1_own_lr", f"GD, depth 1 at its own lr x {len(seeds)} seeds", depths=[1],
+                        seeds=seeds, learning_rates=[record["lr_linear"]])
+        out["gd_d1_own_lr"] = _runs_of(res, "gd")[1]
+    chosen = record.get("optimizers", {}).get("chosen", {})
+    for method, (optimizer, depths) in _OPTIMIZERS.items():
+        lrs = {d: chosen[f"{method}_d{d}"] for d in depths if chosen.get(f"{method}_d{d}") is not None}
+        if lrs:
+            grid = sorted(set(lrs.values()))
+            res = ctx.sweep(method, f"{method}, depths {list(lrs)} x {len(seeds)} seeds", depths=list(lrs),
+                            seeds=seeds, learning_rates=grid, dynamics="optax", optimizer=optimizer)
+            for d, lr in lrs.items():
+                out[f"{method}_d{d}"] = _runs_of(res, method, grid.index(lr))[d]
+    return out
+
+
+def _end_to_end(ctx: _Loss, lr: float) -> dict[str, Runs]:
+    """The discrete end-to-end update of every ``end_to_end_depths`` from the same W_e(0)."""
+    depths, seeds = ctx.config.end_to_end_depths, ctx.config.seeds[: ctx.config.baseline_seeds]
+    if not depths:
+        return {}
+    res = ctx.sweep("end_to_end", f"end-to-end update, depths {list(depths)} x {len(seeds)} seeds",
+                    depths=depths, seeds=seeds, learning_rates=[lr], dynamics="end_to_end")
+    return {f"end_to_end_d{d}": runs for d, runs in _runs_of(res, "end_to_end").items()}
+
+
+# --------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------
+
+
+def _float64_gap(X: np.ndarray, Y: np.ndarray, p: float, families: Sequence[Runs]) -> float:
+    """Largest relative gap between recorded float32 final losses and ``lp_loss`` in float64."""
+    if not families:
+        return float("nan")
+    W = np.concatenate([np.asarray(r.final_W_e, np.float64).reshape(-1, X.shape[1]) for r in families])
+    exact = np.mean(np.abs(X @ W.T - Y) ** p, axis=0)
+    recorded = np.concatenate([np.asarray(r.loss[:, -1], np.float64) for r in families])
+    ok = np.isfinite(recorded) & np.isfinite(exact)
+    return float(np.max(np.abs(recorded[ok] - exact[ok]) / exact[ok])) if ok.any() else float("nan")
+
+
+def _end_to_end_gap(runs: dict[str, Runs], save_every: int) -> dict[str, Any]:
+    """Per end-to-end depth: max over seeds and over the records before either run diverged
+    of |ℓ_e2e − ℓ_net| / ℓ_net."""
+    out = {}
+    never = np.iinfo(np.int64).max
+    for e2e in runs.values():
+        if e2e.method != "end_to_end":
+            continue
+        n = e2e.loss.shape[0]
+        net = runs[f"gd_depth_{e2e.depth}"]
+        steps = np.arange(e2e.loss.shape[-1]) * save_every
+        first = np.stack([net.diverged_at[:n], e2e.diverged_at]).astype(np.int64)
+        until = np.min(np.where(first < 0, never, first), axis=0)  # (S_b,)
+        gap = np.where(steps[None, :] < until[:, None],
+                       np.abs(e2e.loss - net.loss[:n]) / np.abs(net.loss[:n]), 0.0)
+        out[f"depth_{e2e.depth}"] = {
+            "max_relative_gap": float(np.max(gap)),
+            "max_relative_gap_per_seed": np.max(gap, axis=-1).tolist(),
+            "compared_until_step": [None if u == never else int(u) for u in until],
+        }
+    return out
+
+
+def _checks(X, Y, p: float, runs: dict[str, Runs], save_every: int) -> dict[str, Any]:
+    """What one loss's runs are checked for (``checks`` in the JSON)."""
+    gd = [r for key, r in runs.items() if key.startswith("gd_depth_")]
+    others = [r for key, r in runs.items() if not key.startswith("gd_depth_")]
+    return {
+        "float64_reevaluation": {"gd": _float64_gap(X, Y, p, gd), "baselines": _float64_gap(X, Y, p, others)},
+        "end_to_end_vs_network": _end_to_end_gap(runs, save_every),
+        "balancedness_at_init": float(max(np.max(r.balancedness[:, 0]) for r in gd)),
+        "balancedness_max_along_gd": {f"depth_{r.depth}": float(np.max(r.balancedness)) for r in gd},
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -372,36 +563,28 @@ def _baseline_runs(
 # --------------------------------------------------------------------------------------
 
 
-class Progress(NamedTuple):
-    """What the progress callback receives: ``stage`` has done ``done`` of ``total`` steps.
+def _protocol_runs(ctx: _Loss, seconds: dict[str, float]) -> tuple[dict[str, Any], dict[str, Runs]]:
+    """The protocol on one loss, in order: its record and every family of runs. Each step
+    that runs something is timed into ``seconds``."""
+    c = ctx.config
 
-    A stage without inner progress reports ``done = 0`` when it starts and ``total`` when
-    it ends.
-    """
+    def timed(step: str, compute):
+        start = time.perf_counter()
+        value = compute()
+        if value:
+            seconds[f"{ctx.name}_{step}"] = time.perf_counter() - start
+        return value
 
-    stage: str
-    done: int
-    total: int
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-class _GD(NamedTuple):
-    lr: float
-    depths: tuple[int, ...]
-    loss: np.ndarray  # (S, K, T)
-    diverged_at: np.ndarray  # (S, K)
-    balancedness_t0: float
-    balancedness_max: np.ndarray  # (S, K)
-    final_W_e: np.ndarray  # (S, K, 1, d_0)
-
-
-class _Baselines(NamedTuple):
-    specs: tuple[_Spec, ...]
-    loss: np.ndarray  # (B, S_b, T)
-    diverged_at: np.ndarray  # (B, S_b)
-    final_W_e: np.ndarray  # (B, S_b, 1, d_0)
+    record, seed_0 = timed("pilots_gd", lambda: _pilot_gd(ctx))
+    if ctx.name in c.optimizer_losses:
+        record["optimizers"] = timed("pilot_optimizers", lambda: _pilot_optimizers(ctx))
+    lr = record["lr_gd"]
+    runs = timed("gd", lambda: _gd(ctx, lr, c.depths, c.seeds, seed_0))
+    if c.extra_depths:
+        runs |= timed("gd_extra_depths", lambda: _gd(ctx, lr, c.extra_depths, c.seeds[: c.extra_seeds]))
+    runs |= timed("baselines", lambda: _baselines(ctx, record))
+    runs |= timed("end_to_end", lambda: _end_to_end(ctx, lr))
+    return record, runs
 
 
 class AccelerationResult(NamedTuple):
@@ -411,10 +594,9 @@ class AccelerationResult(NamedTuple):
         config: the :class:`AccelerationConfig`.
         steps: ``(T,)`` the recorded iterations (0, save_every, ..., num_steps).
         protocol: per loss, the pilots and the chosen learning rates (JSON-ready).
-        gd: per loss, the GD sweep of the main depths (seeds × depths).
-        gd_extra: per loss, the GD sweep of the extra depths (first ``extra_seeds`` seeds).
-        baselines: per loss, the optimizers, the reference GD and the end-to-end runs.
-        checks: per loss, the float64 re-evaluation, preconditioner forms and e2e gaps.
+        runs: per loss, every family of runs (:class:`Runs`) by key: ``gd_depth_<N>`` (main
+            and extra depths), ``gd_d1_own_lr``, ``<optimizer>_d<N>``, ``end_to_end_d<N>``.
+        checks: per loss, the float64 re-evaluation, the end-to-end gaps, balancedness.
         seconds: wall time of each stage and in total.
         load_average: ``os.getloadavg()`` at the start and at the end.
     """
@@ -422,302 +604,43 @@ class AccelerationResult(NamedTuple):
     config: AccelerationConfig
     steps: np.ndarray
     protocol: dict[str, Any]
-    gd: dict[str, _GD]
-    gd_extra: dict[str, _GD]
-    baselines: dict[str, _Baselines]
+    runs: dict[str, dict[str, Runs]]
     checks: dict[str, Any]
     seconds: dict[str, float]
     load_average: dict[str, list[float]]
 
 
-def _stable(loss: np.ndarray, diverged_at: np.ndarray) -> np.ndarray:
-    """Per leading index: finite throughout and below the initial loss at the end (all seeds)."""
-    ok = (diverged_at < 0) & (loss[..., -1] < loss[..., 0]) & np.all(np.isfinite(loss), axis=-1)
-    return ok
-
-
-def _stage(checkpoint: CheckpointDir | None, name: str) -> Path | None:
-    return None if checkpoint is None else checkpoint.stage(name)
-
-
-def _memo(checkpoint: CheckpointDir | None, name: str, compute):
-    return compute() if checkpoint is None else checkpoint.memo(name, compute)
-
-
-def _sweep_loss(problem, *, depths, seeds, learning_rates, init_std, num_steps, save_every, progress,
-                checkpoint):
-    res = sweep(
-        problem.loss_fn, input_dim=128, output_dim=1, hidden_width=1, depths=list(depths),
-        seeds=list(seeds), learning_rates=list(learning_rates), init_scales=[init_std],
-        num_steps=num_steps, save_every=save_every, init="balanced", dynamics="network",
-        dtype=_DTYPE, progress=progress, checkpoint=checkpoint,
-    )
-    return res.trajectory  # leading axes (seed, lr, scale, depth)
-
-
-def _gd_from(traj: Trajectory, lr: float, depths: Sequence[int], lr_index: int = 0) -> _GD:
-    """The runs at ``learning_rates[lr_index]`` of a sweep trajectory (axes seed, lr, scale, depth)."""
-    pick = lambda x: np.asarray(x)[:, lr_index, 0]
-    padded = jax.tree_util.tree_map(lambda x: x[:, lr_index, 0], traj.final)
-    bal = pick(traj.balancedness)
-    return _GD(
-        lr=lr, depths=tuple(depths), loss=pick(traj.loss), diverged_at=pick(traj.diverged_at),
-        balancedness_t0=float(np.max(bal[..., 0])), balancedness_max=np.max(bal, axis=-1),
-        final_W_e=np.asarray(jax.vmap(jax.vmap(end_to_end))(tuple(padded))),
-    )
-
-
-def _gd_sweep(problem, config, lr, depths, seeds, report, checkpoint=None, done: _GD | None = None) -> _GD:
-    """GD on ``depths`` × ``seeds`` at one learning rate: one compiled, vmapped sweep.
-
-    ``done``: the runs of the first seeds, already computed (pilot B's runs at the chosen
-    rate); only the other seeds are run, and the result holds all of them in order.
-    """
-    n_done = 0 if done is None else done.loss.shape[0]
-    if n_done == len(seeds):
-        return done
-    rest = seeds[n_done:]
-    traj = _sweep_loss(problem, depths=depths, seeds=rest, learning_rates=[lr],
-                       init_std=config.init_std, num_steps=config.num_steps,
-                       save_every=config.save_every,
-                       progress=report(f"{problem.name} GD, depths {list(depths)} × {len(rest)} seeds"),
-                       checkpoint=_stage(checkpoint, f"{problem.name}_gd_depths_{'_'.join(map(str, depths))}"))
-    new = _gd_from(traj, lr, depths)
-    if done is None:
-        return new
-    joined = {f: np.concatenate([getattr(done, f), getattr(new, f)])
-              for f in ("loss", "diverged_at", "balancedness_max", "final_W_e")}
-    return new._replace(balancedness_t0=max(done.balancedness_t0, new.balancedness_t0), **joined)
-
-
-def _pilot_gd(
-    problem: _Problem, config: AccelerationConfig, report, checkpoint=None
-) -> tuple[dict[str, Any], _GD | None]:
-    """Pilots A and B of the protocol (module docstring): the JSON-ready record, and pilot
-    B's runs at the chosen rate when they can stand for seed ``seeds[0]`` of the main panel."""
-    grid = sorted(config.lr_grid)
-    a_every = config.pilot_steps // 10
-    # Depth 2 rides along: `sweep` fails for a maximal depth of 1 (an empty balancedness
-    # stack in the padded GD); only depth 1 decides.
-    traj = _sweep_loss(problem, depths=[1, 2], seeds=config.seeds, learning_rates=grid,
-                       init_std=config.init_std, num_steps=config.pilot_steps, save_every=a_every,
-                       progress=report(f"{problem.name} pilot A (lr grid, depth 1)"),
-                       checkpoint=_stage(checkpoint, f"{problem.name}_pilot_a"))
-    loss = np.asarray(traj.loss)[:, :, 0, 0]  # (S, L, T)
-    div = np.asarray(traj.diverged_at)[:, :, 0, 0]  # (S, L)
-    stable_a = np.all(_stable(loss, div), axis=0)  # (L,)
-    if not stable_a.any():
-        raise RuntimeError(f"{problem.name}: no learning rate of the grid is stable for the linear model.")
-    lr_linear = max(lr for lr, ok in zip(grid, stable_a) if ok)
-    pilot_a = {
-        "depth": 1, "seeds": list(config.seeds), "steps": config.pilot_steps,
-        "learning_rates": grid, "stable": stable_a.tolist(),
-        "final_loss_median": np.median(loss[..., -1], axis=0).tolist(),
-        "diverged_at": div.T.tolist(),
-    }
-    below = [lr for lr in grid if lr <= lr_linear][::-1][: config.stability_candidates]
-    # As long as the main run, pilot B records like it, and its runs at the chosen rate
-    # become seed seeds[0] of the main panel (the same computation).
-    reusable = config.stability_steps == config.num_steps
-    b_every = config.save_every if reusable else config.stability_steps // 10
-    traj = _sweep_loss(problem, depths=config.depths, seeds=config.seeds[:1], learning_rates=below,
-                       init_std=config.init_std, num_steps=config.stability_steps, save_every=b_every,
-                       progress=report(f"{problem.name} pilot B (same lr, depths {list(config.depths)})"),
-                       checkpoint=_stage(checkpoint, f"{problem.name}_pilot_b"))
-    loss_b = np.asarray(traj.loss)[0, :, 0]  # (L, K, T)
-    div_b = np.asarray(traj.diverged_at)[0, :, 0]  # (L, K)
-    stable_b = np.all(_stable(loss_b, div_b), axis=1)  # (L,)
-    chosen = next((lr for lr, ok in zip(below, stable_b) if ok), None)
-    pilot_b = {
-        "depths": list(config.depths), "seed": config.seeds[0], "steps": config.stability_steps,
-        "learning_rates": below, "stable": stable_b.tolist(), "diverged_at": div_b.tolist(),
-        "final_loss": loss_b[..., -1].tolist(),
-    }
-    lr_gd = chosen if chosen is not None else min(below)
-    record = {
-        "pilot_a": pilot_a, "pilot_b": pilot_b, "lr_linear": lr_linear, "lr_gd": lr_gd,
-        "lr_gd_stable_in_pilot": chosen is not None, "main_seed_0_from_pilot_b": reusable,
-    }
-    return record, (_gd_from(traj, lr_gd, config.depths, below.index(lr_gd)) if reusable else None)
-
-
-def _pilot_optimizers(problem: _Problem, config: AccelerationConfig, report,
-                      checkpoint=None) -> dict[str, Any]:
-    grid = sorted(config.optimizer_lr_grid)
-    specs = [_Spec(f"{m}_d{d}", m, d, lr) for m, d in _OPTIMIZERS for lr in grid]
-    callback = report(f"{problem.name} optimizer pilot ({len(specs)} runs, no inner progress)")
-    _call(callback, 0, config.optimizer_pilot_steps)
-    traj = _memo(checkpoint, f"{problem.name}_pilot_optimizers", lambda: _baseline_runs(
-        problem, specs, config.seeds[:1], init_std=config.init_std,
-        num_steps=config.optimizer_pilot_steps, save_every=config.optimizer_pilot_steps // 10))
-    _call(callback, config.optimizer_pilot_steps, config.optimizer_pilot_steps)
-    final = np.asarray(traj.loss)[:, 0, -1].reshape(len(_OPTIMIZERS), len(grid))
-    div = np.asarray(traj.diverged_at)[:, 0].reshape(len(_OPTIMIZERS), len(grid))
-    out: dict[str, Any] = {"learning_rates": grid, "seed": config.seeds[0],
-                           "steps": config.optimizer_pilot_steps, "runs": {}, "chosen": {}}
-    for i, (m, d) in enumerate(_OPTIMIZERS):
-        key = f"{m}_d{d}"
-        score = np.where((div[i] < 0) & np.isfinite(final[i]), final[i], np.inf)
-        out["runs"][key] = {"final_loss": final[i].tolist(), "diverged_at": div[i].tolist()}
-        out["chosen"][key] = grid[int(np.argmin(score))] if np.isfinite(score).any() else None
-    return out
-
-
-def _e2e_sweep(problem: _Problem, config: AccelerationConfig, lr: float, report,
-               checkpoint=None) -> _Baselines:
-    """The discrete end-to-end update of every ``end_to_end_depths`` from the same W_e(0)."""
-    depths, seeds = config.end_to_end_depths, config.seeds[: config.baseline_seeds]
-    res = sweep(
-        problem.loss_fn, input_dim=128, output_dim=1, hidden_width=1, depths=list(depths),
-        seeds=list(seeds), learning_rates=[lr], init_scales=[config.init_std],
-        num_steps=config.num_steps, save_every=config.save_every, init="balanced",
-        dynamics="end_to_end", dtype=_DTYPE,
-        progress=report(f"{problem.name} end-to-end update, depths {list(depths)} × {len(seeds)} seeds"),
-        checkpoint=_stage(checkpoint, f"{problem.name}_end_to_end"),
-    )
-    traj = res.trajectory  # axes (seed, lr, scale, depth, ...)
-    move = lambda x: np.moveaxis(np.asarray(x)[:, 0, 0], 1, 0)  # (depth, seed, ...)
-    specs = tuple(_Spec(f"end_to_end_d{N}", "end_to_end", N, lr) for N in depths)
-    return _Baselines(specs, move(traj.loss), move(traj.diverged_at), move(traj.final))
-
-
-def _call(callback, done: int, total: int) -> None:
-    if callback is not None:
-        callback(done, total)
-
-
-def _baseline_specs(config: AccelerationConfig, name: str, protocol: dict[str, Any]) -> list[_Spec]:
-    lr_gd, lr_linear = protocol["lr_gd"], protocol["lr_linear"]
-    specs = [_Spec("gd_d1_own_lr", "gd", 1, lr_linear)] if lr_linear != lr_gd else []
-    if name in config.optimizer_losses:
-        for key, lr in protocol["optimizers"]["chosen"].items():
-            if lr is not None:
-                m, d = key.rsplit("_d", 1)
-                specs.append(_Spec(key, m, int(d), lr))
-    return specs
-
-
-def _float64_gap(problem: _Problem, W_e: np.ndarray, recorded: np.ndarray) -> float:
-    """Largest relative gap between recorded float32 final losses and ``lp_loss`` in float64."""
-    W = np.asarray(W_e, np.float64).reshape(-1, W_e.shape[-1])
-    r = problem.X64 @ W.T - problem.Y64  # (m, runs)
-    exact = np.mean(np.abs(r) ** problem.p, axis=0)
-    rec = np.asarray(recorded, np.float64).reshape(-1)
-    ok = np.isfinite(rec) & np.isfinite(exact)
-    return float(np.max(np.abs(rec[ok] - exact[ok]) / exact[ok])) if ok.any() else float("nan")
-
-
-def _e2e_gap(gd: _GD, base: _Baselines, n_seeds: int, save_every: int) -> dict[str, Any]:
-    """Per end-to-end depth: max over seeds and over the records before either run diverged
-    of |ℓ_e2e − ℓ_net| / ℓ_net."""
-    out = {}
-    for b, spec in enumerate(base.specs):
-        if spec.method != "end_to_end":
-            continue
-        k = gd.depths.index(spec.depth)
-        net, e2e = gd.loss[:n_seeds, k], base.loss[b]
-        steps = np.arange(net.shape[-1]) * save_every
-        first = np.stack([gd.diverged_at[:n_seeds, k], base.diverged_at[b]]).astype(np.int64)
-        until = np.min(np.where(first < 0, np.iinfo(np.int64).max, first), axis=0)  # (S_b,)
-        gap = np.where(steps[None, :] < until[:, None], np.abs(e2e - net) / np.abs(net), 0.0)
-        out[f"depth_{spec.depth}"] = {
-            "max_relative_gap": float(np.max(gap)),
-            "max_relative_gap_per_seed": np.max(gap, axis=-1).tolist(),
-            "compared_until_step": [None if u == np.iinfo(np.int64).max else int(u) for u in until],
-        }
-    return out
-
-
 def run_acceleration_experiment(
-    config: AccelerationConfig = AccelerationConfig(), *, progress: ProgressFn | None = None,
-    checkpoint: CheckpointDir | None = None,
+    config: AccelerationConfig = AccelerationConfig(), data: tuple[np.ndarray, np.ndarray] | None = None,
+    *, progress: ProgressFn | None = None, checkpoint: CheckpointDir | None = None,
 ) -> AccelerationResult:
-    """Run E1: pilots, the GD sweeps, the baselines and the checks (module docstring).
+    """Run E1: per loss, the pilots, the GD sweeps, the baselines and the checks (module docstring).
 
-    With ``checkpoint``, every sweep saves its state there after each of its chunks and
-    the optax programs (one piece each) after they finish; a rerun with the same folder
-    resumes and returns the same result, bit for bit.
+    Args:
+        config: the configuration (:func:`configure`).
+        data: ``(X, Y)`` as :func:`overparam_jax.load_gas_ethanol` returns them standardized
+            (loaded when ``None``).
+        progress: called with a :class:`~overparam_jax.runner.Progress` after every chunk of
+            every sweep; its ``stage`` names the sweep.
+        checkpoint: every sweep keeps its state in a stage file of this folder; a rerun with
+            the same folder resumes and returns the same result, bit for bit.
     """
-    validate_config(config)
-    load_start = list(os.getloadavg())
-    seconds: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    def report(stage: str):
-        """The ``(done, total)`` callback of a stage; ``None`` without ``progress`` (so sweeps
-        run as one scan instead of chunks)."""
-        if progress is None:
-            return None
-        return lambda done, total: progress(Progress(stage, done, total))
-
-    problems = _problems(config.losses)
-    S_b = config.baseline_seeds
-    protocol, gd, gd_extra, baselines, checks = {}, {}, {}, {}, {}
-    for name, problem in problems.items():
-        t = time.perf_counter()
-        record, seed_0 = _pilot_gd(problem, config, report, checkpoint)
-        seconds[f"{name}_pilots_gd"] = time.perf_counter() - t
-        if name in config.optimizer_losses:
-            t = time.perf_counter()
-            record["optimizers"] = _pilot_optimizers(problem, config, report, checkpoint)
-            seconds[f"{name}_pilot_optimizers"] = time.perf_counter() - t
-        protocol[name] = record
-
-        t = time.perf_counter()
-        gd[name] = _gd_sweep(problem, config, record["lr_gd"], config.depths, config.seeds, report,
-                             checkpoint, done=seed_0)
-        seconds[f"{name}_gd"] = time.perf_counter() - t
-        if config.extra_depths:
-            t = time.perf_counter()
-            gd_extra[name] = _gd_sweep(problem, config, record["lr_gd"], config.extra_depths,
-                                       config.seeds[: config.extra_seeds], report, checkpoint)
-            seconds[f"{name}_gd_extra_depths"] = time.perf_counter() - t
-
-        parts = []
-        specs = _baseline_specs(config, name, record)
-        if specs:
-            t = time.perf_counter()
-            callback = report(f"{name} baselines ({len(specs)} methods × {S_b} seeds, one program, "
-                              "no inner progress)")
-            _call(callback, 0, config.num_steps)
-            btraj = _memo(checkpoint, f"{name}_baselines", lambda: _baseline_runs(
-                problem, specs, config.seeds[:S_b], init_std=config.init_std,
-                num_steps=config.num_steps, save_every=config.save_every))
-            _call(callback, config.num_steps, config.num_steps)
-            final_W = jax.vmap(jax.vmap(end_to_end))(tuple(btraj.final))
-            parts.append(_Baselines(tuple(specs), np.asarray(btraj.loss),
-                                    np.asarray(btraj.diverged_at), np.asarray(final_W)))
-            seconds[f"{name}_baselines"] = time.perf_counter() - t
-        if config.end_to_end_depths:
-            t = time.perf_counter()
-            parts.append(_e2e_sweep(problem, config, record["lr_gd"], report, checkpoint))
-            seconds[f"{name}_end_to_end"] = time.perf_counter() - t
-        baselines[name] = b = _Baselines(
-            specs=tuple(sp for part in parts for sp in part.specs),
-            **{field: np.concatenate([getattr(part, field) for part in parts])
-               for field in ("loss", "diverged_at", "final_W_e")},
-        )
-        sweeps = [gd[name]] + ([gd_extra[name]] if name in gd_extra else [])
-        checks[name] = {
-            "float64_reevaluation": {
-                "gd": max(_float64_gap(problem, g.final_W_e, g.loss[..., -1]) for g in sweeps),
-                "baselines": _float64_gap(problem, b.final_W_e, b.loss[..., -1]),
-            },
-            "end_to_end_vs_network": _e2e_gap(gd[name], b, S_b, config.save_every),
-            "balancedness_at_init": max(g.balancedness_t0 for g in sweeps),
-            "balancedness_max_along_gd": {
-                f"depth_{d}": float(np.max(g.balancedness_max[:, k]))
-                for g in sweeps for k, d in enumerate(g.depths)
-            },
-        }
+    _validate(config)
+    X, Y = _load(config) if data is None else data
+    load_start, t_all = list(os.getloadavg()), time.perf_counter()
+    protocol, runs, checks, seconds = {}, {}, {}, {}
+    for name in config.losses:
+        ctx = _Loss(name, _loss_fn(LOSSES[name], X, Y), X.shape[1], config, progress, checkpoint)
+        protocol[name], runs[name] = _protocol_runs(ctx, seconds)
+        checks[name] = _checks(X, Y, LOSSES[name], runs[name], config.save_every)
     seconds["total"] = time.perf_counter() - t_all
     steps = np.arange(0, config.num_steps + 1, config.save_every)
-    return AccelerationResult(config, steps, protocol, gd, gd_extra, baselines, checks, seconds,
+    return AccelerationResult(config, steps, protocol, runs, checks, seconds,
                               {"start": load_start, "end": list(os.getloadavg())})
 
 
 # --------------------------------------------------------------------------------------
-# Summaries
+# Report: tables and claims, the JSON document, the markdown summary, figures
 # --------------------------------------------------------------------------------------
 
 
@@ -738,57 +661,33 @@ def _label(key: str) -> str:
     return _LABELS.get(key, key)
 
 
-def _series(result: AccelerationResult, name: str) -> dict[str, dict[str, Any]]:
-    """Every run family of one loss: ``{key: {"lr", "loss": (S, T), "diverged_at": (S,)}}``."""
-    out = {}
-    for g in [result.gd[name]] + ([result.gd_extra[name]] if name in result.gd_extra else []):
-        for k, d in enumerate(g.depths):
-            out[f"gd_depth_{d}"] = {"lr": g.lr, "loss": g.loss[:, k], "diverged_at": g.diverged_at[:, k],
-                                    "method": "gd", "depth": d}
-    b = result.baselines[name]
-    for i, spec in enumerate(b.specs):
-        out[spec.key] = {"lr": spec.learning_rate, "loss": b.loss[i], "diverged_at": b.diverged_at[i],
-                         "method": spec.method, "depth": spec.depth}
-    return out
-
-
-def _first_reach(curve: np.ndarray, steps: np.ndarray, level: float) -> int | None:
-    hit = np.nonzero(curve <= level)[0]
-    return int(steps[hit[0]]) if hit.size else None
-
-
 def _milestone_steps(config: AccelerationConfig) -> list[int]:
-    return [int(round(f * config.num_steps / config.save_every)) * config.save_every
+    return [round(f * config.num_steps / config.save_every) * config.save_every
             for f in _MILESTONE_FRACTIONS]
 
 
 def _table(result: AccelerationResult, name: str) -> dict[str, dict[str, Any]]:
     """Per run family: milestone losses (median over seeds), iterations to reach depth 1's
     final loss (same seed), final-loss ratio to depth 1."""
-    steps, config = result.steps, result.config
-    series = _series(result, name)
-    ref = series["gd_depth_1"]["loss"][:, -1]  # depth-1 final loss, per seed
+    runs, c = result.runs[name], result.config
+    ref = runs["gd_depth_1"].loss[:, -1]  # depth-1 final loss, per seed
     rows = {}
-    for key, s in series.items():
-        loss = s["loss"]
-        n = loss.shape[0]
-        reach = [_first_reach(loss[i], steps, ref[i]) if s["diverged_at"][i] < 0 else None
-                 for i in range(n)]
-        reached = [r for r in reach if r is not None]
-        final = loss[:, -1]
+    for key, r in runs.items():
+        n = r.loss.shape[0]
+        hits = [int(first_hit(result.steps, r.loss[i], ref[i])) if r.diverged_at[i] < 0 else -1
+                for i in range(n)]
+        reach = [h if h >= 0 else None for h in hits]
+        diverged = r.diverged_at[r.diverged_at >= 0]
         rows[key] = {
-            "label": _label(key), "method": s["method"], "depth": s["depth"],
-            "learning_rate": s["lr"], "seeds": n,
-            "diverged": int(np.sum(s["diverged_at"] >= 0)),
-            "first_divergence": (int(np.min(s["diverged_at"][s["diverged_at"] >= 0]))
-                                 if np.any(s["diverged_at"] >= 0) else None),
-            "milestones": {str(m): float(np.median(loss[:, m // config.save_every]))
-                           for m in _milestone_steps(config)},
-            "final_median": float(np.median(final)),
-            "final_ratio_to_depth1": float(np.median(ref[:n] / final)),
+            "label": _label(key), "method": r.method, "depth": r.depth, "learning_rate": r.learning_rate,
+            "seeds": n, "diverged": int(diverged.size),
+            "first_divergence": int(np.min(diverged)) if diverged.size else None,
+            "milestones": {str(m): float(np.median(r.loss[:, m // c.save_every]))
+                           for m in _milestone_steps(c)},
+            "final_median": float(np.median(r.loss[:, -1])),
+            "final_ratio_to_depth1": float(np.median(ref[:n] / r.loss[:, -1])),
             "iterations_to_depth1_final": reach,
-            "iterations_to_depth1_final_median": (
-                float(np.median(reached)) if len(reached) == n else None),
+            "iterations_to_depth1_final_median": float(np.median(hits)) if min(hits) >= 0 else None,
         }
     return rows
 
@@ -812,14 +711,11 @@ def _claims(result: AccelerationResult, tables: dict[str, Any]) -> dict[str, Any
         per_depth = {}
         for d in (2, 3):
             row = tables["l2"].get(f"gd_depth_{d}")
-            if row is None:
-                continue
-            it = row["iterations_to_depth1_final_median"]
-            per_depth[f"depth_{d}"] = {
-                "iterations_to_depth1_final": it,
-                "speed_up": None if not it else T / it,
-                "final_ratio_to_depth1": row["final_ratio_to_depth1"],
-            }
+            if row is not None:
+                it = row["iterations_to_depth1_final_median"]
+                per_depth[f"depth_{d}"] = {"iterations_to_depth1_final": it,
+                                           "speed_up": None if not it else T / it,
+                                           "final_ratio_to_depth1": row["final_ratio_to_depth1"]}
         out["l2_no_speed_up"] = {
             "statement": "with l2, depth brings no speed-up: depths 2 and 3 reach depth 1's "
                          "final loss no earlier than 0.8 of the run (speed-up <= 1.25), or never",
@@ -830,12 +726,56 @@ def _claims(result: AccelerationResult, tables: dict[str, Any]) -> dict[str, Any
     return out
 
 
+_PROTOCOL = [
+    "init_std fixed a priori (small: |W_e(0)| ~ 0.11 against |w_ls| ~ 75)",
+    "pilot A: GD on the linear model at every lr of lr_grid, all seeds, pilot_steps; "
+    "stable = finite throughout and final < initial loss for every seed; lr_linear = largest stable",
+    "pilot B: depths `depths` at the stability_candidates largest grid values <= lr_linear, "
+    "seeds[0], stability_steps; lr_gd = largest at which every depth is stable; used for every depth; "
+    "when stability_steps = num_steps its runs at lr_gd are the main panel's seeds[0]",
+    "reference: the linear model also runs at lr_linear when lr_gd < lr_linear",
+    "optimizers: one shared grid optimizer_lr_grid, pilot of optimizer_pilot_steps on seeds[0]; "
+    "each method takes the lr with the lowest finite final pilot loss",
+    "end-to-end update: at lr_gd",
+]
+
+
+def _document(result: AccelerationResult, tables: dict[str, Any]) -> dict[str, Any]:
+    """Everything as JSON-ready objects: configuration, protocol, all curves, tables, checks."""
+    c = result.config
+    curves = {name: {key: {"label": _label(key), "method": r.method, "depth": r.depth,
+                           "learning_rate": r.learning_rate, "diverged_at": r.diverged_at.tolist(),
+                           "loss": significant(r.loss).tolist()}
+                     for key, r in runs.items()}
+              for name, runs in result.runs.items()}
+    return {
+        "experiment": "E1 acceleration by depth (ACH18), UCI gas-sensor Ethanol",
+        "config": c._asdict(),
+        "data": {"name": "gas_ethanol", "shape": [2565, 128], "preprocessing":
+                 "every column of X standardized to mean 0, std 1 (load_gas_ethanol(standardize=True)); "
+                 "y as shipped (standardized)"},
+        "loss_form": "l_p(W) = (1/m) sum_i |W x_i - y_i|^p, no 1/p factor (the talk's form); l2 evaluated "
+                     "from the data moments C = X^T X/m, B = Y^T X/m, c = |Y|^2/m",
+        "dtype": "float32",
+        "network": {"hidden_width": 1, "init": "balanced", "init_std": c.init_std,
+                    "seeds": list(c.seeds), "extra_depth_seeds": list(c.seeds[:c.extra_seeds]),
+                    "baseline_seeds": list(c.seeds[:c.baseline_seeds])},
+        "protocol": {"description": _PROTOCOL, **result.protocol},
+        "steps": result.steps.tolist(),
+        "curves": curves,
+        "milestone_steps": _milestone_steps(c),
+        "tables": tables,
+        "claims": _claims(result, tables),
+        "checks": result.checks,
+        "seconds": result.seconds,
+        "load_average": result.load_average,
+    }
+
+
 def _fmt(x: Any) -> str:
     if x is None:
         return "—"
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
 def _fmt_steps(n: int) -> str:
@@ -845,11 +785,14 @@ def _fmt_steps(n: int) -> str:
     return str(n)
 
 
-def summary_markdown(result: AccelerationResult) -> str:
+def _fmt_dict(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k} ({_fmt_dict(v)})" if isinstance(v, dict) else f"{k} {_fmt(v)}"
+                     for k, v in d.items())
+
+
+def _summary_markdown(result: AccelerationResult, tables: dict[str, Any]) -> str:
     """A markdown report: setup, protocol, milestone tables, measured claims, checks, times."""
     c = result.config
-    tables = {name: _table(result, name) for name in result.gd}
-    claims = _claims(result, tables)
     miles = _milestone_steps(c)
     lines = [
         "# E1: acceleration by depth, UCI gas-sensor Ethanol [ACH18]",
@@ -884,7 +827,7 @@ def summary_markdown(result: AccelerationResult) -> str:
             + " | reaches depth 1's final loss at | speed-up | depth 1 final / final | diverged |",
             "|---|---:|" + "---:|" * len(miles) + "---:|---:|---:|---:|",
         ]
-        for key, r in rows.items():
+        for r in rows.values():
             it = r["iterations_to_depth1_final_median"]
             speed = f"{c.num_steps / it:.2f}×" if it else "—"
             lines.append(
@@ -896,7 +839,7 @@ def summary_markdown(result: AccelerationResult) -> str:
                 + " |"
             )
     lines += ["", "## ACH18's observations, measured", ""]
-    for key, cl in claims.items():
+    for cl in _claims(result, tables).values():
         verdict = "**holds**" if cl["holds"] else "**does not hold**"
         detail = {k: v for k, v in cl.items() if k not in ("statement", "holds")}
         lines.append(f"- {cl['statement']}: {verdict} — {_fmt_dict(detail)}")
@@ -923,35 +866,6 @@ def summary_markdown(result: AccelerationResult) -> str:
     return "\n".join(lines)
 
 
-def _fmt_dict(d: dict[str, Any]) -> str:
-    return ", ".join(f"{k} ({_fmt_dict(v)})" if isinstance(v, dict) else f"{k} {_fmt(v)}"
-                     for k, v in d.items())
-
-
-# --------------------------------------------------------------------------------------
-# Figures
-# --------------------------------------------------------------------------------------
-
-
-def _band(ax, steps, series, color, label, *, ls="-", lw=1.6) -> np.ndarray:
-    """Median line and min–max band over seeds; a seed is drawn up to its divergence,
-    marked with ×. Returns the drawn curves (NaN after divergence)."""
-    loss = np.array(series["loss"], dtype=np.float64)
-    for i, at in enumerate(series["diverged_at"]):
-        if at >= 0:
-            last = np.searchsorted(steps, at) - 1  # the last record before the divergence
-            ax.plot(steps[last], loss[i, last], marker="x", color=color, ms=7, mew=2)
-            loss[i, last + 1:] = np.nan
-    with warnings.catch_warnings():  # records after every seed diverged are all-NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(loss, axis=0)
-        lo, hi = np.nanmin(loss, axis=0), np.nanmax(loss, axis=0)
-    ax.plot(steps, med, color=color, lw=lw, ls=ls, label=label)
-    if loss.shape[0] > 1:
-        ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)
-    return loss
-
-
 def _style(ax, title, drawn: Sequence[np.ndarray]):
     """Log y, clipped to the part after the first 1 % of the run (the initial drop from
     ℓ(0) would otherwise flatten every difference that matters)."""
@@ -969,160 +883,125 @@ def _style(ax, title, drawn: Sequence[np.ndarray]):
         ax.set_ylim(0.95 * lo, 1.3 * hi)
 
 
-def depth_figure(result: AccelerationResult):
-    """Loss vs iteration per loss, one line per main depth (seed band), end-to-end dashed."""
+def _draw(ax, result: AccelerationResult, runs: Runs, color, label: str, **style) -> np.ndarray:
+    return band(ax, result.steps, runs.loss, color=color, label=label, diverged_at=runs.diverged_at, **style)
+
+
+def _panels(result: AccelerationResult, names: Sequence[str], draw, suptitle: str):
+    """One figure with an axis per loss; ``draw(ax, name)`` draws a loss's curves."""
     from matplotlib.figure import Figure
 
-    names = list(result.gd)
     fig = Figure(figsize=(6.2 * len(names), 4.6))
     axes = np.atleast_1d(fig.subplots(1, len(names)))
-    colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
     for ax, name in zip(axes, names):
-        series, drawn = _series(result, name), []
-        for d in result.config.depths:
-            drawn.append(_band(ax, result.steps, series[f"gd_depth_{d}"], colors.get(d),
-                               f"depth {d}" + (" (linear)" if d == 1 else "")))
-        dashes = {2: (0, (4, 3)), 3: (0, (1, 2))}
-        for key, s in series.items():
-            if s["method"] == "end_to_end":
-                _band(ax, result.steps, s, "black", f"end-to-end update, N = {s['depth']}",
-                      ls=dashes.get(s["depth"], (0, (6, 2, 1, 2))), lw=1.1)
-        _style(ax, f"ℓ{int(LOSSES[name])} loss, GD lr {result.gd[name].lr:g}", drawn)
+        _style(ax, f"ℓ{int(LOSSES[name])} loss, GD lr {result.protocol[name]['lr_gd']:g}", draw(ax, name))
         ax.legend(fontsize=8)
     axes[0].set_ylabel("training loss (median, band: min–max over seeds; × = diverged)")
-    fig.suptitle("E1: gas-sensor Ethanol, depth-N linear networks of hidden width 1, same lr [ACH18]")
+    fig.suptitle(suptitle)
     return fig
 
 
-def extra_depths_figure(result: AccelerationResult):
+def _depth_figure(result: AccelerationResult):
+    """Loss vs iteration per loss, one line per main depth (seed band), end-to-end dashed."""
+    colors = {1: "tab:blue", 2: "tab:orange", 3: "tab:green"}
+    dashes = {2: (0, (4, 3)), 3: (0, (1, 2))}
+
+    def draw(ax, name):
+        runs = result.runs[name]
+        drawn = [_draw(ax, result, runs[f"gd_depth_{d}"], colors.get(d),
+                       f"depth {d}" + (" (linear)" if d == 1 else "")) for d in result.config.depths]
+        for r in runs.values():
+            if r.method == "end_to_end":
+                _draw(ax, result, r, "black", f"end-to-end update, N = {r.depth}",
+                      ls=dashes.get(r.depth, (0, (6, 2, 1, 2))), lw=1.1)
+        return drawn
+
+    return _panels(result, list(result.runs), draw,
+                   "E1: gas-sensor Ethanol, depth-N linear networks of hidden width 1, same lr [ACH18]")
+
+
+def _extra_depths_figure(result: AccelerationResult):
     """Loss vs iteration per loss for every GD depth, main and extra."""
     from matplotlib import colormaps
-    from matplotlib.figure import Figure
 
-    names = list(result.gd)
-    fig = Figure(figsize=(6.2 * len(names), 4.6))
-    axes = np.atleast_1d(fig.subplots(1, len(names)))
-    cmap = colormaps["viridis"]
-    for ax, name in zip(axes, names):
-        rows = [(s, key) for key, s in _series(result, name).items() if key.startswith("gd_depth_")]
+    def draw(ax, name):
+        gd = [r for key, r in result.runs[name].items() if key.startswith("gd_depth_")]
         drawn = []
-        for i, (s, key) in enumerate(rows):
-            div, n = int(np.sum(s["diverged_at"] >= 0)), s["loss"].shape[0]
-            label = f"depth {s['depth']}, {n} seed{'s' if n > 1 else ''}" + (f", {div} diverged" if div else "")
-            drawn.append(_band(ax, result.steps, s, cmap(i / max(1, len(rows) - 1)), label))
-        _style(ax, f"ℓ{int(LOSSES[name])} loss, GD lr {result.gd[name].lr:g}", drawn)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("training loss (median, band: min–max over seeds; × = diverged)")
-    fig.suptitle("E1: every depth at the same learning rate (a run is drawn up to its divergence, ×)")
-    return fig
+        for i, r in enumerate(gd):
+            n, div = r.loss.shape[0], int(np.sum(r.diverged_at >= 0))
+            label = f"depth {r.depth}, {n} seed{'s' if n > 1 else ''}" + (f", {div} diverged" if div else "")
+            drawn.append(_draw(ax, result, r, colormaps["viridis"](i / max(1, len(gd) - 1)), label))
+        return drawn
+
+    return _panels(result, list(result.runs), draw,
+                   "E1: every depth at the same learning rate (a run is drawn up to its divergence, ×)")
 
 
-def optimizer_figure(result: AccelerationResult):
+def _optimizer_figure(result: AccelerationResult, names: Sequence[str]):
     """Per loss with optimizers: GD depths vs AdaGrad/AdaDelta (left); Adam depth 1 vs 3 (right)."""
     from matplotlib.figure import Figure
 
-    names = [n for n in result.gd if any(s.method in ("adagrad", "adadelta", "adam")
-                                         for s in result.baselines[n].specs)]
-    fig = Figure(figsize=(12.4, 4.6 * max(1, len(names))))
-    axes = np.atleast_2d(fig.subplots(max(1, len(names)), 2))
+    colors = {"gd_depth_1": "tab:blue", "gd_depth_2": "tab:orange", "gd_depth_3": "tab:green",
+              "gd_d1_own_lr": "tab:cyan", "adagrad_d1": "tab:red", "adadelta_d1": "tab:purple",
+              "adam_d1": "tab:brown", "adam_d3": "tab:pink"}
+    panels = {"left": ("gd_depth_1", "gd_depth_2", "gd_depth_3", "gd_d1_own_lr", "adagrad_d1", "adadelta_d1"),
+              "right": ("adam_d1", "adam_d3")}
+    titles = {"left": "GD on depths 1–3 vs AdaGrad, AdaDelta",
+              "right": "Adam with and without overparameterization"}
+    fig = Figure(figsize=(12.4, 4.6 * len(names)))
+    axes = np.atleast_2d(fig.subplots(len(names), 2))
     for row, name in zip(axes, names):
-        series = _series(result, name)
-        left, right = row
-        colors = {"gd_depth_1": "tab:blue", "gd_depth_2": "tab:orange", "gd_depth_3": "tab:green",
-                  "gd_d1_own_lr": "tab:cyan", "adagrad_d1": "tab:red", "adadelta_d1": "tab:purple",
-                  "adam_d1": "tab:brown", "adam_d3": "tab:pink"}
-        drawn_left, drawn_right = [], []
-        for key in ("gd_depth_1", "gd_depth_2", "gd_depth_3", "gd_d1_own_lr", "adagrad_d1", "adadelta_d1"):
-            if key in series:
-                s = series[key]
-                drawn_left.append(_band(left, result.steps, s, colors[key], f"{_label(key)} (lr {s['lr']:g})"))
-        for key in ("adam_d1", "adam_d3"):
-            if key in series:
-                s = series[key]
-                drawn_right.append(_band(right, result.steps, s, colors[key], f"{_label(key)} (lr {s['lr']:g})"))
-        _style(left, f"ℓ{int(LOSSES[name])}: GD on depths 1–3 vs AdaGrad, AdaDelta", drawn_left)
-        _style(right, f"ℓ{int(LOSSES[name])}: Adam with and without overparameterization", drawn_right)
-        left.legend(fontsize=8)
-        right.legend(fontsize=8)
-        left.set_ylabel("training loss")
+        runs = result.runs[name]
+        for ax, side in zip(row, ("left", "right")):
+            drawn = [_draw(ax, result, runs[k], colors[k], f"{_label(k)} (lr {runs[k].learning_rate:g})")
+                     for k in panels[side] if k in runs]
+            _style(ax, f"ℓ{int(LOSSES[name])}: {titles[side]}", drawn)
+            ax.legend(fontsize=8)
+        row[0].set_ylabel("training loss")
     fig.suptitle("E1: overparameterization vs adaptive optimizers (each at its best lr of one shared grid)")
     return fig
 
 
-# --------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------
-
-
-def _round(a: np.ndarray) -> list:
-    return [float(f"{x:.6g}") if np.isfinite(x) else float(x) for x in np.asarray(a, np.float64).ravel()]
-
-
-def result_to_dict(result: AccelerationResult) -> dict[str, Any]:
-    """Everything as JSON-ready objects: configuration, protocol, all curves, tables, checks."""
-    tables = {name: _table(result, name) for name in result.gd}
-    curves = {}
-    for name in result.gd:
-        curves[name] = {
-            key: {"label": _label(key), "method": s["method"], "depth": s["depth"],
-                  "learning_rate": s["lr"], "diverged_at": [int(v) for v in s["diverged_at"]],
-                  "loss": [_round(row) for row in s["loss"]]}
-            for key, s in _series(result, name).items()
-        }
-    c = result.config
-    return {
-        "experiment": "E1 acceleration by depth (ACH18), UCI gas-sensor Ethanol",
-        "config": c._asdict(),
-        "data": {"name": "gas_ethanol", "shape": [2565, 128], "preprocessing":
-                 "every column of X standardized to mean 0, std 1 (load_gas_ethanol(standardize=True)); "
-                 "y as shipped (standardized)"},
-        "loss_form": "l_p(W) = (1/m) sum_i |W x_i - y_i|^p, no 1/p factor (the talk's form); l2 evaluated "
-                     "from the data moments C = X^T X/m, B = Y^T X/m, c = |Y|^2/m",
-        "dtype": "float32",
-        "network": {"hidden_width": 1, "init": "balanced", "init_std": c.init_std,
-                    "seeds": list(c.seeds), "extra_depth_seeds": list(c.seeds[:c.extra_seeds]),
-                    "baseline_seeds": list(c.seeds[:c.baseline_seeds])},
-        "protocol": {
-            "description": [
-                "init_std fixed a priori (small: |W_e(0)| ~ 0.11 against |w_ls| ~ 75)",
-                "pilot A: GD on the linear model at every lr of lr_grid, all seeds, pilot_steps; "
-                "stable = finite throughout and final < initial loss for every seed; lr_linear = largest stable",
-                "pilot B: depths `depths` at the stability_candidates largest grid values <= lr_linear, "
-                "seeds[0], stability_steps; lr_gd = largest at which every depth is stable; used for every depth; "
-                "when stability_steps = num_steps its runs at lr_gd are the main panel's seeds[0]",
-                "reference: the linear model also runs at lr_linear when lr_gd < lr_linear",
-                "optimizers: one shared grid optimizer_lr_grid, pilot of optimizer_pilot_steps on seeds[0]; "
-                "each method takes the lr with the lowest finite final pilot loss",
-                "end-to-end update: at lr_gd",
-            ],
-            **result.protocol,
-        },
-        "steps": [int(s) for s in result.steps],
-        "curves": curves,
-        "milestone_steps": _milestone_steps(c),
-        "tables": tables,
-        "claims": _claims(result, tables),
-        "checks": result.checks,
-        "seconds": result.seconds,
-        "load_average": result.load_average,
+def _write_outputs(result: AccelerationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``acceleration_results.json``, the PNGs and ``acceleration_summary.md``."""
+    tables = {name: _table(result, name) for name in result.runs}
+    figures = {
+        "depths": (_depth_figure(result),
+                   "E1: loss vs iteration, depths 1-3 at one lr, end-to-end update dashed"),
+        "extra_depths": (_extra_depths_figure(result), "E1: loss vs iteration for every depth at one lr"),
     }
+    with_optimizers = [name for name, runs in result.runs.items()
+                       if any(r.method in _OPTIMIZERS for r in runs.values())]
+    if with_optimizers:
+        figures["optimizers"] = (_optimizer_figure(result, with_optimizers),
+                                 "E1: overparameterized GD vs AdaGrad, AdaDelta, Adam")
+    return write_outputs(out_dir, "acceleration", document=_document(result, tables),
+                         summary=_summary_markdown(result, tables), figures=figures)
 
 
-def write_outputs(result: AccelerationResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``acceleration_results.json``, the three PNGs and ``acceleration_summary.md``."""
-    from overparam_jax.results import atomic_write_text, save_figure, write_json
+def _summary_lines(result: AccelerationResult) -> list[str]:
+    """The chosen learning rates, the measured claims and the wall time."""
+    lines = [f"{name}: lr (every depth) {rec['lr_gd']:g}, linear model's largest stable lr "
+             f"{rec['lr_linear']:g}" for name, rec in result.protocol.items()]
+    tables = {name: _table(result, name) for name in result.runs}
+    lines += [f"{'HOLDS' if cl['holds'] else 'DOES NOT HOLD'}: {cl['statement']}"
+              for cl in _claims(result, tables).values()]
+    return lines + [f"wall time {result.seconds['total']:.0f} s"]
 
-    out = Path(out_dir)
-    paths = {
-        "json": write_json(out / "acceleration_results.json", result_to_dict(result)),
-        "depths": save_figure(depth_figure(result), out / "acceleration_depths.png",
-                              caption="E1: loss vs iteration, depths 1-3 at one lr, end-to-end update dashed"),
-        "extra_depths": save_figure(extra_depths_figure(result), out / "acceleration_extra_depths.png",
-                                    caption="E1: loss vs iteration for every depth at one lr"),
-        "summary": atomic_write_text(out / "acceleration_summary.md", summary_markdown(result)),
-    }
-    if any(s.method in ("adagrad", "adadelta", "adam") for b in result.baselines.values() for s in b.specs):
-        paths["optimizers"] = save_figure(
-            optimizer_figure(result), out / "acceleration_optimizers.png",
-            caption="E1: overparameterized GD vs AdaGrad, AdaDelta, Adam")
-    return paths
+
+EXPERIMENT = Experiment(
+    name="acceleration",
+    help="E1: acceleration by depth, GD on depth-1/2/3 linear networks, UCI gas-sensor data",
+    description="Full-batch GD (float32) on the standardized gas-sensor Ethanol data with l2 and l4 "
+    "losses: depths 1-3 (and 4-8) of hidden width 1 at one learning rate chosen by a recorded pilot "
+    "protocol, AdaGrad/AdaDelta/Adam baselines and the discrete end-to-end update (ACH18); write "
+    "acceleration_results.json, acceleration_*.png and acceleration_summary.md. --steps: GD iterations "
+    "per run (default 10^6; --quick 1000); --seeds: seeds of the main depths (default 5; --quick 2).",
+    options=(),
+    common=("steps", "seeds"),
+    configure=configure,
+    load=_load,
+    run=run_acceleration_experiment,
+    write_outputs=_write_outputs,
+    summary_lines=_summary_lines,
+)

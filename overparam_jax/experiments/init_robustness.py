@@ -24,10 +24,12 @@ hit that is at most one recording interval late.
 
 **Execution.** Per depth, the whole grid — inits × seeds × learning rates × stds — runs first
 as one vmapped :func:`~overparam_jax.sweep` per init for ``fine_steps`` steps (both inits share
-the compiled program). Runs that are still open continue in chunks of ``chunk_steps`` steps as
-one vmapped :func:`~overparam_jax.gradient_descent` over all of them from their last state
-(the batch is compacted between chunks, padded to a power of 2 so few shapes compile), and a
-run stops as soon as its outcome for the best-learning-rate metric is decided:
+the compiled program). Runs that are still open continue in chunks of ``chunk_steps`` steps
+through :func:`~overparam_jax.runner.run_chunks` (progress, checkpoint and resume per chunk):
+each chunk is one batched :func:`~overparam_jax.dynamics.simulate` of
+:class:`~overparam_jax.dynamics.GradientDescent` over the open runs from their last state
+(compacted, padded to a power of 2 so few shapes compile), and a run stops as soon as its
+outcome for the best-learning-rate metric is decided:
 
 * ``converged``: its loss reached ``target`` (a recorded first hit);
 * ``diverged``: its loss or weights became non-finite;
@@ -59,13 +61,21 @@ vanish like :math:`\mathrm{std}^{N-1}`, without running them to 10⁶ (e.g. τ �
 **Recorded along each run** (:class:`~overparam_jax.Trajectory`): the loss and the
 balancedness :math:`\max_j\|W_{j+1}^\top W_{j+1} - W_j W_j^\top\|_F` (THEORY.md §3); per cell the
 deficiency margin at init, :math:`c = \sigma_{\min}(\Phi) - \|W_e(0) - \Phi\|_F`
-(:func:`~overparam_jax.deficiency_margin`, computed in float64 when ``jax_enable_x64`` is on:
-for a Gaussian depth-8 init at small std :math:`W_e(0) \approx 0` and the margin is below
-float32 resolution) and at the first hit, where :math:`\|W_e - \Phi\|_F = \sqrt{2\ell}` gives
+(:func:`~overparam_jax.deficiency_margin`, from the sweep's initial weights, computed in
+float64: for a Gaussian depth-8 init at small std :math:`W_e(0) \approx 0` and the margin is
+below float32 resolution) and at the first hit, where :math:`\|W_e - \Phi\|_F = \sqrt{2\ell}` gives
 :math:`c = \sigma_{\min}(\Phi) - \sqrt{2\ell}` exactly.
 
-**Precision.** GD runs in float32 (``dtype``): at the target the residual
+**Precision.** GD runs in ``dtype`` (float32): at the target the residual
 :math:`\|W_e - \Phi\| \approx 4.5\cdot10^{-3}`, ~10⁴ times the float32 error of the product.
+The margins are float64, so the experiment needs ``jax_enable_x64`` (``overparam-jax reproduce
+init`` enables it; :func:`run_init_experiment` refuses to run without it rather than compute
+them in another dtype).
+
+**Public names:** :data:`EXPERIMENT` (configure, load, run, report: what the command line
+calls), :class:`InitConfig`, :func:`run_init_experiment`, :class:`InitResult` and its
+:class:`DepthResult`, the axis labels :data:`INITS` and :data:`STATUSES`, and the certificate
+:func:`escape_time_lower_bound`. The rest of the module is private.
 
 References:
     [ACGH19] Arora, Cohen, Golowich, Hu. A Convergence Analysis of Gradient Descent for Deep
@@ -76,10 +86,11 @@ References:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -87,45 +98,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from overparam_jax.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
+from overparam_jax._validation import require_int, require_positive
+from overparam_jax.analysis import first_hit, significant
+from overparam_jax.checkpoint import CheckpointDir, array_digest
 from overparam_jax.datasets import Whitened, load_gas_ethanol, whiten
-from overparam_jax.dynamics import gradient_descent
+from overparam_jax.dynamics import GradientDescent, simulate
+from overparam_jax.experiments import Experiment
+from overparam_jax.experiments.report import write_outputs
 from overparam_jax.losses import whitened_l2_loss
-from overparam_jax.networks import (
-    balancedness,
-    deficiency_margin,
-    end_to_end,
-    init_balanced,
-    init_gaussian,
-)
+from overparam_jax.networks import balancedness, deficiency_margin, end_to_end
+from overparam_jax.runner import ProgressFn, run_chunks
 from overparam_jax.sweeps import sweep
 
 __all__ = [
+    "EXPERIMENT",
     "INITS",
     "STATUSES",
     "DepthResult",
     "InitConfig",
-    "InitProgress",
     "InitResult",
-    "balancedness_figure",
     "escape_time_lower_bound",
-    "first_hit",
-    "iterations_figure",
-    "load_problem",
-    "margin_figure",
-    "quick_config",
-    "result_to_dict",
     "run_init_experiment",
-    "summary_markdown",
-    "validate_config",
-    "write_outputs",
 ]
 
 INITS = ("balanced", "gaussian")
-_INIT_FNS = {"balanced": init_balanced, "gaussian": init_gaussian}
 STATUSES = ("converged", "diverged", "dominated", "certified", "capped")
-_ACTIVE = -1
+_OPEN = -1
 _CONVERGED, _DIVERGED, _DOMINATED, _CERTIFIED, _CAPPED = range(len(STATUSES))
+_MARGIN_DTYPE = "float64"
 
 
 def _log_grid(lo: float, hi: float, num: int) -> tuple[float, ...]:
@@ -138,7 +138,7 @@ class InitConfig(NamedTuple):
     Attributes:
         depths: network depths N (>= 2).
         hidden_width: width of every hidden layer.
-        init_scales: init stds, the x-axis (default 16 values, 10⁻⁵ … 1, three per decade).
+        init_stds: init stds, the x-axis (default 16 values, 10⁻⁵ … 1, three per decade).
         learning_rates: the grid each cell picks its best from (default 9 values,
             10⁻⁴ … 1, two per decade).
         seeds: integer seeds; cell ``(init, seed, std)`` draws from ``jax.random.key(seed)``.
@@ -152,12 +152,12 @@ class InitConfig(NamedTuple):
         compact_min_steps: the open runs are compacted into a smaller batch (a power of 2,
             one compilation each) once at most half of the batch is open, if at least this
             many steps remain; otherwise finished runs ride along as padding.
-        dtype: float dtype of the GD runs.
+        dtype: float dtype of the GD runs (the margins are float64 regardless).
     """
 
     depths: tuple[int, ...] = (3, 8)
     hidden_width: int = 32
-    init_scales: tuple[float, ...] = _log_grid(1e-5, 1.0, 16)
+    init_stds: tuple[float, ...] = _log_grid(1e-5, 1.0, 16)
     learning_rates: tuple[float, ...] = _log_grid(1e-4, 1.0, 9)
     seeds: tuple[int, ...] = (0,)
     max_steps: int = 1_000_000
@@ -171,66 +171,63 @@ class InitConfig(NamedTuple):
     dtype: str = "float32"
 
 
-def quick_config(**overrides: Any) -> InitConfig:
-    """A smoke run for ``--quick`` and the tests: 5 stds over four decades, 4 learning rates,
-    cap 2·10⁴ steps (< 60 s on 2 cores)."""
-    base = dict(
-        init_scales=_log_grid(1e-4, 1.0, 5),
-        learning_rates=_log_grid(1e-3, 1.0, 4),
-        max_steps=20_000,
-        chunk_steps=5_000,
-    )
-    return InitConfig(**{**base, **overrides})
+# --quick: 5 stds over four decades, 4 learning rates, cap 2·10⁴ steps (< 60 s on 2 cores).
+_QUICK = {"init_stds": _log_grid(1e-4, 1.0, 5), "learning_rates": _log_grid(1e-3, 1.0, 4),
+          "max_steps": 20_000, "chunk_steps": 5_000}
 
 
-def validate_config(config: InitConfig) -> None:
+def _configure(*, quick: bool = False, steps: int | None = None, seeds: int | None = None,
+               seed: int | None = None) -> InitConfig:
+    """The configuration of ``reproduce init``: the full run, or ``--quick``'s smoke run;
+    ``steps`` is the iteration cap (``fine_steps`` shortened to fit), ``seeds`` the number
+    of seeds (0, 1, ...)."""
+    if seed is not None:
+        raise ValueError("E2 takes `seeds` (their number), not `seed`.")
+    for flag, value in (("--steps", steps), ("--seeds", seeds)):  # the command line's words
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+    config = InitConfig(**_QUICK) if quick else InitConfig()
+    if steps is not None:
+        config = config._replace(max_steps=steps, fine_steps=min(config.fine_steps, steps))
+    if seeds is not None:
+        config = config._replace(seeds=tuple(range(seeds)))
+    _validate(config)
+    return config
+
+
+def _validate(config: InitConfig) -> None:
     """Raise ``ValueError``/``TypeError`` naming the first bad field of ``config``."""
-    ints = ("hidden_width", "max_steps", "fine_steps", "fine_every", "chunk_steps", "coarse_every",
-            "compact_min_steps")
-    for name in ints:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer, but is {value!r}.")
-    for name in ("depths", "seeds"):
-        values = getattr(config, name)
-        if len(values) == 0 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                                   for v in values):
-            raise TypeError(f"`{name}` must be a non-empty sequence of integers, but is {values!r}.")
-    if min(config.depths) < 2:
-        raise ValueError(f"`depths` must all be >= 2, but are {tuple(config.depths)}.")
+    for name in ("hidden_width", "max_steps", "fine_steps", "fine_every", "chunk_steps", "coarse_every",
+                 "compact_min_steps"):
+        require_int(name, getattr(config, name), minimum=1)
+    checks = {"depths": lambda v: require_int("depths", v, minimum=2),
+              "seeds": lambda v: require_int("seeds", v),
+              "init_stds": lambda v: require_positive("init_stds", v),
+              "learning_rates": lambda v: require_positive("learning_rates", v)}
+    for name, check in checks.items():
+        if len(getattr(config, name)) == 0:
+            raise ValueError(f"`{name}` must not be empty.")
+        for value in getattr(config, name):
+            check(value)
     if len(set(config.depths)) != len(config.depths) or len(set(config.seeds)) != len(config.seeds):
         raise ValueError("`depths` and `seeds` must not repeat a value.")
-    for name in ("init_scales", "learning_rates"):
-        values = np.asarray(getattr(config, name), dtype=float)
-        if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
-            raise ValueError(f"`{name}` must be a non-empty sequence of positive numbers, "
-                             f"but is {getattr(config, name)!r}.")
-    if config.fine_steps % config.fine_every:
-        raise ValueError(f"`fine_steps` ({config.fine_steps}) must be a multiple of "
-                         f"`fine_every` ({config.fine_every}).")
-    if config.chunk_steps % config.coarse_every:
-        raise ValueError(f"`chunk_steps` ({config.chunk_steps}) must be a multiple of "
-                         f"`coarse_every` ({config.coarse_every}).")
-    if config.fine_steps > config.max_steps:
-        raise ValueError(f"`fine_steps` ({config.fine_steps}) must be <= `max_steps` "
-                         f"({config.max_steps}).")
-    if not (math.isfinite(config.target) and config.target > 0):
-        raise ValueError(f"`target` must be a positive number, but is {config.target!r}.")
+    require_positive("target", config.target)
     if not config.certificate_slack >= 1:
         raise ValueError(f"`certificate_slack` must be >= 1, but is {config.certificate_slack!r}.")
+    for steps, every in (("fine_steps", "fine_every"), ("chunk_steps", "coarse_every")):
+        if getattr(config, steps) % getattr(config, every):
+            raise ValueError(f"`{steps}` ({getattr(config, steps)}) must be a multiple of `{every}` "
+                             f"({getattr(config, every)}).")
+    if config.fine_steps > config.max_steps:
+        raise ValueError(f"`fine_steps` ({config.fine_steps}) must be <= `max_steps` ({config.max_steps}).")
     if np.dtype(config.dtype).kind != "f":
         raise TypeError(f"`dtype` must be a float dtype, but is {config.dtype!r}.")
 
 
-class InitProgress(NamedTuple):
-    """What the progress callback receives: depth ``depth`` has reached step ``step`` of
-    ``max_steps`` with ``active`` of its ``total`` runs still open."""
-
-    depth: int
-    step: int
-    max_steps: int
-    active: int
-    total: int
+def _load_problem(config: InitConfig | None = None) -> Whitened:
+    """The whitened gas-sensor Ethanol problem with :math:`\\|\\Phi\\|_F = 1`."""
+    X, y = load_gas_ethanol()
+    return whiten(X, y, scale_labels=True)
 
 
 class DepthResult(NamedTuple):
@@ -248,7 +245,7 @@ class DepthResult(NamedTuple):
         best_lr_index: cell array, the learning rate achieving it (or -1).
         loss_init: cell array, :math:`\\ell(W_e(0))`.
         balancedness_init: cell array, the balancedness of the initial weights.
-        margin_init: cell array, the deficiency margin of :math:`W_e(0)`.
+        margin_init: cell array, the deficiency margin of :math:`W_e(0)` (float64).
         margin_at_hit: cell array, :math:`\\sigma_{\\min}(\\Phi) - \\sqrt{2\\ell}` at the best
             run's first hit (NaN if not converged).
         curves: per cell ``(init, seed, std)`` a dict ``{"lr_index", "step", "loss",
@@ -292,32 +289,250 @@ class InitResult(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------
-# Problem, first hits, the certificate
+# The protocol: per depth, the grid sweep, then the open runs in chunks
 # --------------------------------------------------------------------------------------
 
 
-def load_problem() -> Whitened:
-    """The whitened gas-sensor Ethanol problem with :math:`\\|\\Phi\\|_F = 1`."""
-    X, y = load_gas_ethanol()
-    return whiten(X, y, scale_labels=True)
-
-
-def first_hit(steps: np.ndarray, loss: np.ndarray, target: float, *, max_step: int | None = None
-              ) -> np.ndarray:
-    """The first recorded step with ``loss <= target`` along the last axis, else -1.
+def run_init_experiment(config: InitConfig, problem: Whitened | None = None, *,
+                        progress: ProgressFn | None = None,
+                        checkpoint: CheckpointDir | None = None) -> InitResult:
+    """Run E2: every depth, init, seed, std and learning rate (see the module docstring).
 
     Args:
-        steps: ``(T,)`` recorded steps.
-        loss: ``(..., T)`` recorded losses.
-        target: the level.
-        max_step: records after this step are ignored.
+        config: the grid and schedule (``InitConfig()`` for the full run,
+            ``EXPERIMENT.configure(quick=True)`` for a smoke run).
+        problem: the whitened data (default: the gas-sensor Ethanol problem with
+            :math:`\\|\\Phi\\|_F = 1`); ``Phi`` must be ``(1, d_0)``.
+        progress: optional callback, a :class:`~overparam_jax.runner.Progress` after every
+            chunk (stage ``"depth N"``, metric ``"open runs"``).
+        checkpoint: if given, the grid sweeps and the open runs after every chunk are
+            saved there, and a rerun with the same folder resumes where it stopped (same
+            result, bit for bit).
+
+    Returns:
+        An :class:`InitResult`.
+
+    Raises:
+        ValueError / TypeError: a bad configuration, naming the field, or a bad ``problem``.
+        RuntimeError: ``jax_enable_x64`` is off (the margins are float64).
     """
-    steps = np.asarray(steps)
-    hit = np.asarray(loss) <= target
-    if max_step is not None:
-        hit = hit & (steps <= max_step)
-    index = np.argmax(hit, axis=-1)
-    return np.where(hit.any(axis=-1), steps[index], -1)
+    _validate(config)
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError("E2 computes the deficiency margins in float64: enable it with "
+                           "jax.config.update('jax_enable_x64', True) first (`overparam-jax "
+                           "reproduce init` does); GD still runs in `config.dtype`.")
+    problem = _load_problem() if problem is None else problem
+    if problem.Phi.ndim != 2 or problem.Phi.shape[0] != 1:
+        raise ValueError(f"`problem.Phi` must have shape (1, d_0), but has shape {problem.Phi.shape}.")
+    start, load_start = time.perf_counter(), _load_average()
+    depths = {int(d): _run_depth(int(d), config, problem, progress, checkpoint) for d in config.depths}
+    return InitResult(
+        config=config,
+        input_dim=int(problem.Phi.shape[1]),
+        phi_norm=float(np.linalg.norm(problem.Phi)),
+        phi_sigma_min=_sigma_min(problem.Phi),
+        label_scale=float(problem.label_scale),
+        depths=depths,
+        seconds=time.perf_counter() - start,
+        margin_dtype=_MARGIN_DTYPE,
+        load_average=(load_start, _load_average()),
+    )
+
+
+def _run_depth(depth: int, config: InitConfig, problem: Whitened, progress: ProgressFn | None,
+               checkpoint: CheckpointDir | None) -> DepthResult:
+    start = time.perf_counter()
+    dtype = jnp.dtype(config.dtype)
+    loss_fn = functools.partial(whitened_l2_loss, Phi=jnp.asarray(problem.Phi, dtype))
+    shape = (len(INITS), len(config.seeds), len(config.learning_rates), len(config.init_stds))
+    R = math.prod(shape)  # run ((init * S + seed) * L + lr) * C + std
+    stage = lambda name: None if checkpoint is None else checkpoint.stage(f"depth{depth}_{name}")
+
+    # 1. The whole grid for `fine_steps` steps, one sweep per init (one compiled program).
+    grids = [sweep(loss_fn, input_dim=problem.Phi.shape[1], output_dim=problem.Phi.shape[0],
+                   hidden_width=config.hidden_width, depths=[depth], seeds=config.seeds,
+                   learning_rates=config.learning_rates, init_stds=config.init_stds,
+                   num_steps=config.fine_steps, save_every=config.fine_every, init=init,
+                   dtype=dtype, checkpoint=stage(f"{init}_grid"))
+             for init in INITS]
+    grid = jax.tree_util.tree_map(  # leaves (S, L, C, 1, ...) per init -> (R, ...)
+        lambda *xs: np.concatenate([np.asarray(x)[:, :, :, 0].reshape((-1,) + x.shape[4:]) for x in xs]),
+        *[g.trajectory for g in grids])
+    steps = np.asarray(grid.step[0])
+    loss, bal = np.asarray(grid.loss, np.float64), np.asarray(grid.balancedness, np.float64)
+
+    # 2. Each cell's initial network (the sweep's; one depth, so unpadded): margin, balancedness.
+    initial = [tuple(W[:, 0, :, 0] for W in g.initial) for g in grids]  # (S, C, ...) per init
+    margin_init = np.stack([_margins(params, problem.Phi) for params in initial])
+    bal_init = np.stack([np.asarray(jax.vmap(jax.vmap(balancedness))(p), np.float64) for p in initial])
+    loss_init = loss[:, 0].reshape(shape)[:, :, 0]
+
+    # 3. The open runs, in chunks to the cap, each stopped once its outcome is decided.
+    carry = {"params": tuple(np.asarray(W) for W in grid.final), "status": np.full(R, _OPEN),
+             "first_hit": np.full(R, -1), "stopped_at": np.full(R, -1), "batch": np.asarray(-1)}
+    carry = _settle(carry, np.arange(R), steps[1:], loss[:, 1:], np.asarray(grid.diverged_at), config)
+    etas = np.broadcast_to(np.asarray(config.learning_rates)[:, None], shape).ravel()
+    advance = functools.partial(_advance, config=config, loss_fn=loss_fn, etas=etas, shape=shape,
+                                phi_norm=float(np.linalg.norm(problem.Phi, 2)))
+    sizes = [config.chunk_steps] * -(-(config.max_steps - config.fine_steps) // config.chunk_steps)
+    fingerprint = None if checkpoint is None else {
+        "depth": depth, "chunks": sizes, "sha256 of the runs after the sweep": array_digest(carry)}
+    carry, chunks = run_chunks(advance, carry, sizes, checkpoint=stage("chunks"), fingerprint=fingerprint,
+                               progress=progress, stage=f"depth {depth}",
+                               metrics=lambda records: {"open runs": float(records["open"])},
+                               until=lambda c: not np.any(c["status"] == _OPEN))
+    status, stopped = carry["status"].copy(), carry["stopped_at"].copy()
+    capped = status == _OPEN
+    status[capped], stopped[capped] = _CAPPED, config.max_steps
+
+    # 4. Every run's records on one grid of steps (NaN where it did not run), up to its stop.
+    per, num = config.chunk_steps // config.coarse_every, len(sizes)
+    steps = np.concatenate([steps, config.fine_steps + config.coarse_every * np.arange(1, per * num + 1)])
+    loss, bal = (np.pad(x, ((0, 0), (0, per * num)), constant_values=np.nan) for x in (loss, bal))
+    for k, records in enumerate(chunks):
+        columns = steps.size - per * (num - k) + np.arange(per)
+        loss[records["runs"][:, None], columns] = records["loss"]
+        bal[records["runs"][:, None], columns] = records["balancedness"]
+    ran = steps <= stopped[:, None]
+    final_loss = _finite_last(loss, ran).reshape(shape)
+
+    # 5. Per cell: the best learning rate (the earliest first hit; lowest lr on ties), the
+    # margin at its hit, and the run shown (the best, else the one `_shown_run` picks).
+    first, status, stopped = (x.reshape(shape) for x in (carry["first_hit"], status, stopped))
+    hit = np.where(first >= 0, first, np.iinfo(np.int64).max)
+    best_lr = np.where((first >= 0).any(axis=2), np.argmin(hit, axis=2), -1)  # (I, S, C)
+    best_it = np.where(best_lr >= 0, hit.min(axis=2), -1)
+    shown = best_lr.copy()
+    for i, s, c in zip(*np.nonzero(best_lr < 0)):
+        shown[i, s, c] = _shown_run(status[i, s, :, c], stopped[i, s, :, c], final_loss[i, s, :, c])
+    cell = np.indices(shown.shape)
+    shown_runs = np.ravel_multi_index((cell[0], cell[1], shown, cell[2]), shape)  # (I, S, C)
+    curves = [[[{"lr_index": int(shown[i, s, c]), "step": steps[ran[r]], "loss": loss[r, ran[r]],
+                 "balancedness": bal[r, ran[r]]} for c, r in enumerate(row)]
+               for s, row in enumerate(block)] for i, block in enumerate(shown_runs)]
+    at_hit = _sigma_min(problem.Phi) - np.sqrt(2.0 * final_loss.ravel()[shown_runs])  # sqrt(2ℓ) = ‖W_e − Φ‖
+    return DepthResult(
+        depth=depth, first_hit=first, status=status, stopped_at=stopped,
+        max_balancedness=_finite_max(bal, ran).reshape(shape), final_loss=final_loss,
+        best_iterations=best_it, best_lr_index=best_lr, loss_init=loss_init,
+        balancedness_init=bal_init, margin_init=margin_init,
+        margin_at_hit=np.where(best_lr >= 0, at_hit, np.nan), curves=curves,
+        executed_run_steps=R * config.fine_steps + config.chunk_steps * sum(rec["batch"] for rec in chunks),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _margins(params: tuple[jax.Array, ...], Phi: np.ndarray) -> np.ndarray:
+    """The deficiency margin of every initial network ``(S, C, ...)``, in float64."""
+    wide = jnp.dtype(_MARGIN_DTYPE)
+    Phi = jnp.asarray(Phi, wide)
+    margin = jax.vmap(jax.vmap(lambda p: deficiency_margin(end_to_end(p), Phi)))
+    return np.asarray(margin(tuple(W.astype(wide) for W in params)), np.float64)
+
+
+def _settle(carry: dict, runs: np.ndarray, steps: np.ndarray, loss: np.ndarray,
+            diverged_at: np.ndarray, config: InitConfig) -> dict:
+    """The bookkeeping after ``runs`` recorded ``loss`` at ``steps``: a recorded hit of the
+    target settles a run as converged (a diverging run freezes at its last finite state,
+    so a recorded hit came before any divergence), else a divergence as diverged."""
+    hits = first_hit(steps, loss, config.target, max_step=config.max_steps)
+    diverged = (hits < 0) & (diverged_at >= 0) & (diverged_at <= config.max_steps)
+    status, first, stopped = carry["status"].copy(), carry["first_hit"].copy(), carry["stopped_at"].copy()
+    status[runs] = np.where(hits >= 0, _CONVERGED, np.where(diverged, _DIVERGED, _OPEN))
+    first[runs] = hits
+    stopped[runs] = np.where(hits >= 0, hits, np.where(diverged, diverged_at, -1))
+    return {**carry, "status": status, "first_hit": first, "stopped_at": stopped}
+
+
+def _prune(carry: dict, step: int, etas: np.ndarray, config: InitConfig, shape, phi_norm: float) -> dict:
+    """Stop the open runs that are dominated (their cell already hit the target at a step
+    ``<= step``) or certified (:func:`escape_time_lower_bound` exceeds the time left)."""
+    open_ = carry["status"] == _OPEN
+    escape = np.zeros(open_.size)
+    if open_.any():
+        escape[open_] = escape_time_lower_bound([W[open_] for W in carry["params"]],
+                                                phi_norm=phi_norm, target=config.target)
+    hit = np.where(carry["first_hit"] >= 0, carry["first_hit"], np.iinfo(np.int64).max).reshape(shape)
+    best = np.broadcast_to(hit.min(axis=2, keepdims=True), shape).ravel()
+    dominated = open_ & (best <= step)
+    certified = open_ & ~dominated & (escape > config.certificate_slack * etas * (config.max_steps - step))
+    status, stopped = carry["status"].copy(), carry["stopped_at"].copy()
+    status[dominated], status[certified] = _DOMINATED, _CERTIFIED
+    stopped[dominated | certified] = step
+    return {**carry, "status": status, "stopped_at": stopped}
+
+
+def _advance(carry: dict, start: int, size: int, *, config: InitConfig, loss_fn, etas: np.ndarray,
+             shape, phi_norm: float) -> tuple[dict, dict]:
+    """One chunk of :func:`run_chunks`: prune, then ``size`` GD steps of the open runs as one
+    batch (a power of 2, or the previous batch when few steps remain) from step
+    ``fine_steps + start``. Records: the runs, their loss and balancedness, the batch size
+    and the number of runs still open."""
+    step = config.fine_steps + start
+    carry = _prune(carry, step, etas, config, shape, phi_norm)
+    runs = np.flatnonzero(carry["status"] == _OPEN)
+    if runs.size == 0:
+        nothing = np.zeros((0, size // config.coarse_every))
+        return carry, {"runs": runs, "loss": nothing, "balancedness": nothing, "batch": 0, "open": 0}
+    batch, previous = 1 << (runs.size - 1).bit_length(), int(carry["batch"])  # a power of 2
+    if batch < previous and config.max_steps - step < config.compact_min_steps:
+        batch = previous  # not worth a compilation
+    take = np.concatenate([runs, np.full(batch - runs.size, runs[0])])
+    dtype = carry["params"][0].dtype
+    rule = GradientDescent(loss_fn, jnp.asarray(etas[take], dtype), jnp.zeros(batch, dtype))
+    traj = simulate(rule, tuple(jnp.asarray(W[take]) for W in carry["params"]), num_steps=size,
+                    save_every=config.coarse_every, batched=True)
+    n = runs.size
+    steps = step + config.coarse_every * np.arange(1, size // config.coarse_every + 1)
+    loss, bal = np.asarray(traj.loss[:n, 1:]), np.asarray(traj.balancedness[:n, 1:])  # run dtype
+    diverged_at = np.asarray(traj.diverged_at[:n])
+    params = tuple(W.copy() for W in carry["params"])
+    for W, final in zip(params, traj.final):
+        W[runs] = np.asarray(final)[:n]
+    carry = _settle({**carry, "params": params, "batch": np.asarray(batch)}, runs, steps,
+                    loss.astype(np.float64), np.where(diverged_at >= 0, step + diverged_at, -1), config)
+    return carry, {"runs": runs, "loss": loss, "balancedness": bal, "batch": batch,
+                   "open": int(np.sum(carry["status"] == _OPEN))}
+
+
+def _shown_run(status: np.ndarray, stopped: np.ndarray, final_loss: np.ndarray) -> int:
+    """The learning rate shown for a cell that did not converge: the non-diverged run that
+    ran longest (ties: the lower final loss, then the lower learning rate), else the run
+    that diverged last."""
+    alive = status != _DIVERGED
+    if not alive.any():
+        return max(range(status.size), key=lambda l: stopped[l])
+    loss = np.nan_to_num(final_loss, nan=np.inf)
+    return max(np.flatnonzero(alive).tolist(), key=lambda l: (stopped[l], -loss[l]))
+
+
+def _finite_max(x: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Per row, the largest finite entry of ``x`` where ``where`` (NaN if none)."""
+    ok = where & np.isfinite(x)
+    return np.where(ok.any(axis=-1), np.max(np.where(ok, x, -np.inf), axis=-1), np.nan)
+
+
+def _finite_last(x: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Per row, the last finite entry of ``x`` where ``where`` (NaN if none)."""
+    ok = where & np.isfinite(x)
+    last = x.shape[-1] - 1 - np.argmax(ok[:, ::-1], axis=-1)
+    return np.where(ok.any(axis=-1), x[np.arange(x.shape[0]), last], np.nan)
+
+
+def _sigma_min(Phi: np.ndarray) -> float:
+    return float(np.linalg.svd(Phi, compute_uv=False)[-1])
+
+
+def _load_average() -> float:
+    try:
+        return float(os.getloadavg()[0])
+    except OSError:  # not available on this platform
+        return float("nan")
+
+
+# --------------------------------------------------------------------------------------
+# The no-convergence certificate
+# --------------------------------------------------------------------------------------
 
 
 def _partial_product_norms(params: Sequence[np.ndarray]) -> np.ndarray:
@@ -398,6 +613,17 @@ def escape_time_lower_bound(params: Sequence[Any], *, phi_norm: float, target: f
 
     Returns:
         ``(B,)`` float64 lower bounds on :math:`\eta \times` steps.
+
+    Examples:
+        Depth 1 from :math:`W = 0.3\,e_1^\top`: :math:`G(\delta) = 0.3 + \delta + \|\Phi\|_2`,
+        so :math:`\tau = \ln\frac{2 - \epsilon}{1.3} = 0.4285` for :math:`\|\Phi\|_2 = 1`;
+        the grid's sum is a little below it.
+
+        >>> import numpy as np
+        >>> W = np.zeros((1, 1, 3)); W[0, 0, 0] = 0.3
+        >>> tau = escape_time_lower_bound([W], phi_norm=1.0, target=1e-5)
+        >>> round(float(tau[0]), 3)
+        0.427
     """
     params = [np.asarray(W, np.float64) for W in params]
     N, B = len(params), params[0].shape[0]
@@ -429,345 +655,100 @@ def escape_time_lower_bound(params: Sequence[Any], *, phi_norm: float, target: f
 
 
 # --------------------------------------------------------------------------------------
-# Running one depth
+# The report: the JSON document, the markdown summary, three figures
 # --------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "num_steps", "save_every"))
-def _continue_runs(params, learning_rates, *, loss_fn, num_steps, save_every):
-    """One chunk of GD for a batch of runs (a vmapped :func:`gradient_descent`)."""
-
-    def run(p, eta):
-        return gradient_descent(loss_fn, p, learning_rate=eta, num_steps=num_steps,
-                                save_every=save_every)
-
-    traj = jax.vmap(run)(params, learning_rates)
-    return traj.loss[:, 1:], traj.balancedness[:, 1:], traj.diverged_at, traj.final
+_COLORS = {"balanced": "tab:blue", "gaussian": "tab:red"}
+_LABELS = {"balanced": "balanced", "gaussian": "layer-wise Gaussian"}
 
 
-def _bucket(n: int) -> int:
-    """The padded batch size: the smallest power of 2 >= n."""
-    return 1 << max(0, int(n) - 1).bit_length()
-
-
-class _Runs:
-    """Bookkeeping of one depth's runs, flattened as ``((init * S + seed) * L + lr) * C + std``."""
-
-    def __init__(self, shape: tuple[int, int, int, int]):
-        self.shape = shape
-        R = int(np.prod(shape))
-        self.status = np.full(R, _ACTIVE, np.int64)
-        self.first_hit = np.full(R, -1, np.int64)
-        self.stopped_at = np.full(R, -1, np.int64)
-        self.pieces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(R)]
-        I, S, L, C = shape
-        self.cell = np.arange(R).reshape(shape).transpose(0, 1, 3, 2).reshape(I * S * C, L)
-        self.cell_of = np.empty(R, np.int64)
-        self.cell_of[self.cell.ravel()] = np.repeat(np.arange(I * S * C), L)
-
-    def record(self, runs: np.ndarray, steps: np.ndarray, loss: np.ndarray, bal: np.ndarray,
-               diverged_at: np.ndarray, target: float, max_steps: int) -> None:
-        """Store the records of ``runs`` and settle those that hit or diverged."""
-        hits = first_hit(steps, loss, target, max_step=max_steps)
-        for k, r in enumerate(runs):
-            self.pieces[r].append((steps, loss[k], bal[k]))
-            # A run that diverges freezes at its last finite state, so a recorded hit was
-            # reached before any divergence.
-            if hits[k] >= 0:
-                self.status[r], self.first_hit[r], self.stopped_at[r] = _CONVERGED, hits[k], hits[k]
-            elif 0 <= diverged_at[k] <= max_steps:
-                self.status[r], self.stopped_at[r] = _DIVERGED, diverged_at[k]
-
-    def prune(self, step: int, etas: np.ndarray, escape_time: np.ndarray, slack: float,
-              max_steps: int) -> None:
-        """Stop the open runs that are dominated or certified at ``step``."""
-        hit = np.where(self.first_hit >= 0, self.first_hit, np.iinfo(np.int64).max)
-        best = hit[self.cell].min(axis=1)[self.cell_of]
-        active = self.status == _ACTIVE
-        dominated = active & (best <= step)
-        certified = active & ~dominated & (escape_time > slack * etas * (max_steps - step))
-        self.status[dominated], self.stopped_at[dominated] = _DOMINATED, step
-        self.status[certified], self.stopped_at[certified] = _CERTIFIED, step
-
-    def series(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(steps, loss, balancedness)`` of run ``r`` up to where it stopped."""
-        steps, loss, bal = (np.concatenate(x) for x in zip(*self.pieces[r]))
-        keep = steps <= self.stopped_at[r]
-        return steps[keep], loss[keep], bal[keep]
-
-
-def _initial_cells(init: str, depth: int, config: InitConfig, Phi: np.ndarray):
-    """``(margin, balancedness, margin dtype)`` of every (seed, std) initial network, arrays
-    ``(S, C)``. The weights are drawn exactly as :func:`~overparam_jax.sweep` draws them; the
-    deficiency margin is computed from them in the widest float dtype available (float64
-    under x64), the balancedness in the run dtype.
-    """
-    dtype = jnp.dtype(config.dtype)
-    dims = (Phi.shape[1],) + (config.hidden_width,) * (depth - 1) + (Phi.shape[0],)
-    keys = jax.vmap(jax.random.key)(jnp.asarray(config.seeds))
-    scales = jnp.asarray(config.init_scales, dtype)
-    sample = lambda k, s: _INIT_FNS[init](k, dims, std=s, dtype=dtype)
-    params = jax.vmap(lambda k: jax.vmap(lambda s: sample(k, s))(scales))(keys)
-    wide = jnp.asarray(0.0).dtype  # float64 with x64, else float32
-    params_wide = tuple(W.astype(wide) for W in params)
-    Phi_wide = jnp.asarray(Phi, wide)
-    per_cell = jax.vmap(jax.vmap(lambda p: deficiency_margin(end_to_end(p), Phi_wide)))
-    margin = np.asarray(per_cell(params_wide), np.float64)
-    bal = np.asarray(jax.vmap(jax.vmap(balancedness))(params), np.float64)
-    return margin, bal, str(wide)
-
-
-def _run_depth(depth: int, config: InitConfig, problem: Whitened,
-               progress: Callable[[InitProgress], None] | None,
-               checkpoint: CheckpointDir | None = None) -> tuple[DepthResult, str]:
-    start = time.perf_counter()
-    dtype = jnp.dtype(config.dtype)
-    Phi = jnp.asarray(problem.Phi, dtype)
-    loss_fn = functools.partial(whitened_l2_loss, Phi=Phi)
-    phi_norm = float(np.linalg.norm(problem.Phi, 2))
-    I, S, L, C = len(INITS), len(config.seeds), len(config.learning_rates), len(config.init_scales)
-    runs = _Runs((I, S, L, C))
-    R = I * S * L * C
-    etas_grid = np.broadcast_to(np.asarray(config.learning_rates)[None, None, :, None], (I, S, L, C))
-    etas = np.ascontiguousarray(etas_grid).ravel()
-
-    # Phase 1: the whole grid, one vmapped sweep per init (one compiled program).
-    finals, loss0, bal0, margins, bal_init = [], [], [], [], []
-    for init in INITS:
-        res = sweep(loss_fn, input_dim=Phi.shape[1], output_dim=Phi.shape[0],
-                    hidden_width=config.hidden_width, depths=[depth], seeds=config.seeds,
-                    learning_rates=config.learning_rates, init_scales=config.init_scales,
-                    num_steps=config.fine_steps, save_every=config.fine_every, init=init,
-                    dtype=dtype,
-                    checkpoint=None if checkpoint is None else checkpoint.stage(f"depth{depth}_{init}_grid"))
-        tr = res.trajectory
-        steps = np.asarray(tr.step[0, 0, 0, 0])
-        loss = np.asarray(tr.loss[..., 0, :], np.float64).reshape(-1, steps.size)
-        bal = np.asarray(tr.balancedness[..., 0, :], np.float64).reshape(-1, steps.size)
-        offset = len(finals) * S * L * C
-        runs.record(np.arange(offset, offset + S * L * C), steps[1:], loss[:, 1:], bal[:, 1:],
-                    np.asarray(tr.diverged_at[..., 0]).ravel(), config.target, config.max_steps)
-        for k in range(S * L * C):
-            runs.pieces[offset + k].insert(0, (steps[:1], loss[k, :1], bal[k, :1]))
-        finals.append(jax.tree_util.tree_map(lambda x: x[:, :, :, 0].reshape((-1,) + x.shape[4:]),
-                                             tr.final))
-        loss0.append(loss[:, 0].reshape(S, L, C)[:, 0])
-        margin, bi, margin_dtype = _initial_cells(init, depth, config, problem.Phi)
-        margins.append(margin)
-        bal_init.append(bi)
-    state = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *finals)
-    state_runs = np.arange(R)
-    batch_size = None
-    executed = R * config.fine_steps
-    step = config.fine_steps
-    stage = None if checkpoint is None else checkpoint.stage(f"depth{depth}_chunks")
-    fingerprint = {"depth": depth, "runs": R}
-    saved = None if stage is None else load_checkpoint(stage, fingerprint)
-    if saved is not None:  # the bookkeeping and open runs after the last saved chunk
-        runs, state, state_runs = saved["runs"], saved["state"], saved["state_runs"]
-        batch_size, executed, step = saved["batch_size"], saved["executed"], saved["step"]
-    if progress is not None:
-        progress(InitProgress(depth, step, config.max_steps, int(np.sum(runs.status == _ACTIVE)), R))
-
-    # Phase 2: continue the open runs in chunks, stopping each once its outcome is decided.
-    while step < config.max_steps:
-        escape = np.full(R, 0.0)
-        open_now = runs.status[state_runs] == _ACTIVE
-        if open_now.any():
-            where = np.flatnonzero(open_now)
-            escape[state_runs[where]] = escape_time_lower_bound(
-                [np.asarray(W)[where] for W in state], phi_norm=phi_norm, target=config.target)
-        runs.prune(step, etas, escape, config.certificate_slack, config.max_steps)
-        open_runs = np.flatnonzero(runs.status == _ACTIVE)
-        if open_runs.size == 0:
-            break
-        position = np.searchsorted(state_runs, open_runs)
-        size = _bucket(open_runs.size)
-        if batch_size is not None and size < batch_size and (
-                config.max_steps - step < config.compact_min_steps):
-            size = batch_size  # not worth a compilation
-        batch_size = size
-        take = np.concatenate([position, np.full(size - open_runs.size, position[0])])
-        batch = jax.tree_util.tree_map(lambda x: x[take], state)
-        loss, bal, diverged_at, final = _continue_runs(
-            batch, jnp.asarray(etas[state_runs[take]], dtype),
-            loss_fn=loss_fn, num_steps=config.chunk_steps, save_every=config.coarse_every)
-        n = open_runs.size
-        steps = step + config.coarse_every * np.arange(1, config.chunk_steps // config.coarse_every + 1)
-        diverged_at = np.asarray(diverged_at)[:n]
-        runs.record(open_runs, steps, np.asarray(loss, np.float64)[:n], np.asarray(bal, np.float64)[:n],
-                    np.where(diverged_at >= 0, step + diverged_at, -1), config.target, config.max_steps)
-        state = jax.tree_util.tree_map(lambda x: x[:n], final)
-        state_runs = open_runs
-        executed += size * config.chunk_steps
-        step += config.chunk_steps
-        if stage is not None:
-            save_checkpoint(stage, fingerprint, {"runs": runs, "state": state, "state_runs": state_runs,
-                                                 "batch_size": batch_size, "executed": executed,
-                                                 "step": step})
-        if progress is not None:
-            progress(InitProgress(depth, min(step, config.max_steps), config.max_steps,
-                                  int(np.sum(runs.status == _ACTIVE)), R))
-    capped = runs.status == _ACTIVE
-    runs.status[capped], runs.stopped_at[capped] = _CAPPED, config.max_steps
-    return _summarize(depth, config, runs, np.stack(loss0), np.stack(bal_init), np.stack(margins),
-                      executed, time.perf_counter() - start, _phi_sigma_min(problem)), margin_dtype
-
-
-def _phi_sigma_min(problem: Whitened) -> float:
-    return float(np.linalg.svd(problem.Phi, compute_uv=False)[-1])
-
-
-def _summarize(depth, config, runs: _Runs, loss_init, bal_init, margin_init, executed, seconds,
-               sigma_min) -> DepthResult:
-    I, S, L, C = runs.shape
-    shape = runs.shape
-    R = I * S * L * C
-    max_bal = np.full(R, np.nan)
-    final_loss = np.full(R, np.nan)
-    for r in range(R):
-        _, loss, bal = runs.series(r)
-        finite = np.isfinite(loss)
-        max_bal[r] = np.nanmax(np.where(np.isfinite(bal), bal, np.nan)) if np.isfinite(bal).any() else np.nan
-        final_loss[r] = loss[finite][-1] if finite.any() else np.nan
-    first = runs.first_hit.reshape(shape)
-    hit = np.where(first >= 0, first, np.iinfo(np.int64).max)
-    best_lr = np.argmin(hit, axis=2)  # (I, S, C): lowest lr wins ties
-    best_it = np.take_along_axis(hit, best_lr[:, :, None, :], axis=2)[:, :, 0, :]
-    converged = best_it < np.iinfo(np.int64).max
-    best_lr = np.where(converged, best_lr, -1)
-    best_it = np.where(converged, best_it, -1)
-    margin_at_hit = np.full((I, S, C), np.nan)
-    curves: list = [[[None] * C for _ in range(S)] for _ in range(I)]
-    stopped = runs.stopped_at.reshape(shape)
-    status = runs.status.reshape(shape)
-    fl = final_loss.reshape(shape)
-    for i in range(I):
-        for s in range(S):
-            for c in range(C):
-                if converged[i, s, c]:
-                    lr = int(best_lr[i, s, c])
-                else:
-                    ok = status[i, s, :, c] != _DIVERGED
-                    if ok.any():
-                        key = [(stopped[i, s, l, c], -np.nan_to_num(fl[i, s, l, c], nan=np.inf))
-                               if ok[l] else (-1, -np.inf) for l in range(L)]
-                    else:
-                        key = [(stopped[i, s, l, c], 0.0) for l in range(L)]
-                    lr = max(range(L), key=lambda l: key[l])
-                r = ((i * S + s) * L + lr) * C + c
-                steps, loss, bal = runs.series(r)
-                if converged[i, s, c]:
-                    margin_at_hit[i, s, c] = sigma_min - math.sqrt(2.0 * loss[-1])
-                curves[i][s][c] = {"lr_index": lr, "step": steps, "loss": loss, "balancedness": bal}
-    return DepthResult(
-        depth=depth,
-        first_hit=first,
-        status=status,
-        stopped_at=stopped,
-        max_balancedness=max_bal.reshape(shape),
-        final_loss=fl,
-        best_iterations=best_it,
-        best_lr_index=best_lr,
-        loss_init=loss_init,
-        balancedness_init=bal_init,
-        margin_init=margin_init,
-        margin_at_hit=margin_at_hit,
-        curves=curves,
-        executed_run_steps=int(executed),
-        seconds=float(seconds),
-    )
-
-
-def run_init_experiment(config: InitConfig = InitConfig(), *, problem: Whitened | None = None,
-                        progress: Callable[[InitProgress], None] | None = None,
-                        checkpoint: CheckpointDir | None = None) -> InitResult:
-    """Run E2: every depth, init, seed, std and learning rate (see the module docstring).
-
-    Args:
-        config: the grid and schedule (:func:`quick_config` for a smoke run).
-        problem: the whitened data (default :func:`load_problem`); ``Phi`` must be ``(1, d_0)``.
-        progress: optional ``callback(InitProgress)`` after the sweep and every chunk.
-        checkpoint: if given, the grid sweeps and the open runs after every chunk are
-            saved there, and a rerun with the same folder resumes where it stopped (same
-            result, bit for bit).
-
-    Returns:
-        An :class:`InitResult`.
-
-    Raises:
-        ValueError / TypeError: a bad configuration, naming the field.
-    """
-    validate_config(config)
-    problem = load_problem() if problem is None else problem
-    if problem.Phi.ndim != 2 or problem.Phi.shape[0] != 1:
-        raise ValueError(f"`problem.Phi` must have shape (1, d_0), but has shape {problem.Phi.shape}.")
-    start, load_start = time.perf_counter(), _load_average()
-    depths, margin_dtype = {}, ""
-    for depth in config.depths:
-        depths[int(depth)], margin_dtype = _run_depth(int(depth), config, problem, progress, checkpoint)
-    return InitResult(
-        config=config,
-        input_dim=int(problem.Phi.shape[1]),
-        phi_norm=float(np.linalg.norm(problem.Phi)),
-        phi_sigma_min=_phi_sigma_min(problem),
-        label_scale=float(problem.label_scale),
-        depths=depths,
-        seconds=time.perf_counter() - start,
-        margin_dtype=margin_dtype,
-        load_average=(load_start, _load_average()),
-    )
-
-
-def _load_average() -> float:
-    try:
-        return float(os.getloadavg()[0])
-    except OSError:  # not available on this platform
-        return float("nan")
-
-
-# --------------------------------------------------------------------------------------
-# Summaries, figures, files
-# --------------------------------------------------------------------------------------
-
-
-def _converged_stds(result: InitResult, depth: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+def _converged_stds(d: DepthResult, i: int) -> tuple[np.ndarray, np.ndarray]:
     """Per std: whether every seed converged, and whether some seed did."""
-    conv = result.depths[depth].best_iterations[i] >= 0  # (S, C)
+    conv = d.best_iterations[i] >= 0  # (S, C)
     return conv.all(axis=0), conv.any(axis=0)
-
-
-def _window(stds: np.ndarray, mask: np.ndarray) -> str:
-    if not mask.any():
-        return "none"
-    return f"{stds[mask].min():.3g} … {stds[mask].max():.3g}"
 
 
 def _status_counts(d: DepthResult, i: int) -> dict[str, int]:
     return {name: int(np.sum(d.status[i] == k)) for k, name in enumerate(STATUSES)}
 
 
-def _best_run_max_balancedness(d: DepthResult) -> np.ndarray:
-    """``(init, seed, std)``: the largest balancedness along each cell's representative run."""
-    I, S, C = d.best_iterations.shape
-    out = np.full((I, S, C), np.nan)
-    for i in range(I):
-        for s in range(S):
-            for c in range(C):
-                bal = d.curves[i][s][c]["balancedness"]
-                finite = bal[np.isfinite(bal)]
-                out[i, s, c] = finite.max() if finite.size else np.nan
-    return out
+def _shown_max_balancedness(d: DepthResult) -> np.ndarray:
+    """``(init, seed, std)``: the largest balancedness along each cell's run shown."""
+    return np.array([[[_finite_max(cv["balancedness"][None], True)[0] for cv in row] for row in block]
+                     for block in d.curves])
 
 
-def _fmt_iter(it: int) -> str:
-    return "not converged" if it < 0 else f"{it:,}"
+def _thin(n: int, points: int = 300) -> np.ndarray:
+    """About ``points`` indices of ``range(n)``, log-spaced, first and last included."""
+    if n <= points:
+        return np.arange(n)
+    idx = np.unique(np.round(np.logspace(0, math.log10(n), points)).astype(int) - 1)
+    return np.unique(np.concatenate([[0], idx, [n - 1]]))
 
 
-def summary_markdown(result: InitResult, *, notes: Sequence[str] = ()) -> str:
+def _document(result: InitResult) -> dict[str, Any]:
+    """Everything as JSON-ready objects; run arrays keep their axes (init, seed, lr, std)."""
+    c = result.config
+    depths = {}
+    for depth, d in result.depths.items():
+        curves = []
+        for (i, init), (s, seed), (k, std) in itertools.product(
+                enumerate(INITS), enumerate(c.seeds), enumerate(c.init_stds)):
+            cv = d.curves[i][s][k]
+            idx = _thin(cv["step"].size)
+            curves.append({"init": init, "seed": seed, "std": std,
+                           "learning_rate": c.learning_rates[cv["lr_index"]],
+                           "step": cv["step"][idx].tolist(), "loss": significant(cv["loss"][idx]).tolist(),
+                           "balancedness": significant(cv["balancedness"][idx]).tolist()})
+        depths[str(depth)] = {
+            "runs": {
+                "axes": ["init", "seed", "learning_rate", "std"],
+                "first_hit": d.first_hit.tolist(),
+                "status": np.asarray(STATUSES)[d.status].tolist(),
+                "stopped_at": d.stopped_at.tolist(),
+                "max_balancedness": significant(d.max_balancedness).tolist(),
+                "final_loss": significant(d.final_loss).tolist(),
+            },
+            "cells": {
+                "axes": ["init", "seed", "std"],
+                "best_iterations": d.best_iterations.tolist(),
+                "best_learning_rate": [[[c.learning_rates[k] if k >= 0 else None for k in row]
+                                        for row in block] for block in d.best_lr_index],
+                "loss_init": significant(d.loss_init, 10).tolist(),
+                "balancedness_init": significant(d.balancedness_init).tolist(),
+                "margin_init": significant(d.margin_init, 10).tolist(),
+                "margin_at_hit": significant(d.margin_at_hit).tolist(),
+                "max_balancedness_shown_run": significant(_shown_max_balancedness(d)).tolist(),
+            },
+            "converged_stds": {init: {"all_seeds": int(_converged_stds(d, i)[0].sum()),
+                                      "some_seed": int(_converged_stds(d, i)[1].sum()),
+                                      "of": len(c.init_stds)} for i, init in enumerate(INITS)},
+            "status_counts": {init: _status_counts(d, i) for i, init in enumerate(INITS)},
+            "curves": curves,
+            "executed_run_steps": d.executed_run_steps,
+            "seconds": d.seconds,
+        }
+    return {
+        "experiment": "E2 init_robustness",
+        "config": c._asdict(),
+        "problem": {"input_dim": result.input_dim, "phi_norm": result.phi_norm,
+                    "phi_sigma_min": result.phi_sigma_min, "label_scale": result.label_scale,
+                    "loss": "whitened_l2_loss = 0.5 * ||W_e - Phi||_F^2, optimum 0"},
+        "inits": list(INITS),
+        "statuses": list(STATUSES),
+        "margin_dtype": result.margin_dtype,
+        "depths": depths,
+        "seconds": result.seconds,
+        "load_average_1min": {"start": result.load_average[0], "end": result.load_average[1],
+                              "cpus": os.cpu_count()},
+    }
+
+
+def _summary(result: InitResult) -> str:
     """A markdown report: protocol, what the paper saw, the converged counts and every cell."""
     c = result.config
-    stds = np.asarray(c.init_scales)
+    stds = np.asarray(c.init_stds)
     lrs = np.asarray(c.learning_rates)
     S = len(c.seeds)
     lines = [
@@ -803,21 +784,22 @@ def summary_markdown(result: InitResult, *, notes: Sequence[str] = ()) -> str:
         "|---:|---|---:|---:|---|---:|---|---:|",
     ]
     for depth, d in result.depths.items():
-        max_bal = _best_run_max_balancedness(d)
+        max_bal = _shown_max_balancedness(d)
         for i, init in enumerate(INITS):
-            all_ok, some_ok = _converged_stds(result, depth, i)
+            all_ok, some_ok = _converged_stds(d, i)
             its = d.best_iterations[i][d.best_iterations[i] >= 0]
             used = sorted({float(lrs[k]) for k in d.best_lr_index[i].ravel() if k >= 0})
             conv_bal = max_bal[i][d.best_iterations[i] >= 0]
+            window = f"{stds[all_ok].min():.3g} … {stds[all_ok].max():.3g}" if all_ok.any() else "none"
             lines.append(
                 f"| {depth} | {init} | {int(all_ok.sum())} / {len(stds)} | {int(some_ok.sum())} / "
-                f"{len(stds)} | {_window(stds, all_ok)} | "
+                f"{len(stds)} | {window} | "
                 f"{f'{np.median(its):,.0f}' if its.size else '—'} | "
                 f"{', '.join(f'{x:.3g}' for x in used) or '—'} | "
                 f"{f'{conv_bal.max():.3g}' if conv_bal.size else '—'} |"
             )
     for depth, d in result.depths.items():
-        max_bal = _best_run_max_balancedness(d)
+        max_bal = _shown_max_balancedness(d)
         lines += [
             "",
             f"## Depth {depth}: every cell (seed {c.seeds[0]}; iterations at the best learning rate)",
@@ -830,7 +812,7 @@ def summary_markdown(result: InitResult, *, notes: Sequence[str] = ()) -> str:
             cells = []
             for i in range(len(INITS)):
                 it, li = int(d.best_iterations[i, 0, k]), int(d.best_lr_index[i, 0, k])
-                cells += [_fmt_iter(it), f"{lrs[li]:.3g}" if li >= 0 else "—",
+                cells += ["not converged" if it < 0 else f"{it:,}", f"{lrs[li]:.3g}" if li >= 0 else "—",
                           f"{d.margin_init[i, 0, k]:.3g}", f"{max_bal[i, 0, k]:.3g}"]
             lines.append(f"| {std:.3g} | " + " | ".join(cells) + " |")
         lines += ["", "Run outcomes (all learning rates, seeds and stds): " + "; ".join(
@@ -855,23 +837,31 @@ def summary_markdown(result: InitResult, *, notes: Sequence[str] = ()) -> str:
         f"{result.load_average[1]:.1f} at the end (other jobs shared the machine when it exceeds "
         "the CPU count).",
     ]
-    lines += [f"{n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
-_COLORS = {"balanced": "tab:blue", "gaussian": "tab:red"}
-_LABELS = {"balanced": "balanced", "gaussian": "layer-wise Gaussian"}
-
-
-def iterations_figure(result: InitResult):
-    """Iterations to converge at the best learning rate vs init std, one panel per depth."""
+def _std_panels(result: InitResult, title: str, ylabel: str):
+    """A figure with one panel per depth, init std (log scale) on the x-axis."""
     from matplotlib.figure import Figure
 
-    c = result.config
-    stds = np.asarray(c.init_scales)
     fig = Figure(figsize=(5.2 * len(result.depths), 4.2))
     axes = np.atleast_1d(fig.subplots(1, len(result.depths), sharey=True))
-    for ax, (depth, d) in zip(axes, result.depths.items()):
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("init std")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    return fig, zip(axes, result.depths.items())
+
+
+def _iterations_figure(result: InitResult):
+    """Iterations to converge at the best learning rate vs init std, one panel per depth."""
+    c = result.config
+    stds = np.asarray(c.init_stds)
+    fig, panels = _std_panels(result, "E2: iterations to converge vs init std [ACGH19], whitened "
+                              "gas-sensor Ethanol", f"iterations to loss ≤ {c.target:g} (best lr)")
+    for ax, (depth, d) in panels:
         for i, init in enumerate(INITS):
             its = d.best_iterations[i].astype(float)  # (S, C)
             conv = its >= 0
@@ -885,18 +875,14 @@ def iterations_figure(result: InitResult):
                         ms=9, mew=2)
         ax.axhline(c.max_steps, color="0.4", ls="--", lw=1)
         ax.text(stds.min(), c.max_steps * 1.25, "cap: × = not converged", fontsize=8, color="0.3")
-        ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("init std")
         ax.set_title(f"depth {depth}, hidden width {c.hidden_width}")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel(f"iterations to loss ≤ {c.target:g} (best lr)")
-    axes[0].legend(loc="lower left")
-    fig.suptitle("E2: iterations to converge vs init std [ACGH19], whitened gas-sensor Ethanol")
+        if depth == c.depths[0]:
+            ax.legend(loc="lower left")
     return fig
 
 
-def balancedness_figure(result: InitResult):
+def _balancedness_figure(result: InitResult):
     """Balancedness along the representative run of every std (seed 0), depths × inits."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
@@ -904,7 +890,7 @@ def balancedness_figure(result: InitResult):
     from matplotlib.figure import Figure
 
     c = result.config
-    stds = np.asarray(c.init_scales)
+    stds = np.asarray(c.init_stds)
     norm = LogNorm(stds.min(), stds.max())
     cmap = colormaps["viridis"]
     depths = list(result.depths)
@@ -937,131 +923,63 @@ def balancedness_figure(result: InitResult):
     return fig
 
 
-def margin_figure(result: InitResult):
+def _margin_figure(result: InitResult):
     """Deficiency margin at init vs std, filled where the cell converged, one panel per depth."""
-    from matplotlib.figure import Figure
-
-    c = result.config
-    stds = np.asarray(c.init_scales)
-    fig = Figure(figsize=(5.2 * len(result.depths), 4.2))
-    axes = np.atleast_1d(fig.subplots(1, len(result.depths), sharey=True))
-    for ax, (depth, d) in zip(axes, result.depths.items()):
-        for i, init in enumerate(INITS):
-            for s in range(len(c.seeds)):
-                margin = d.margin_init[i, s]
-                ok = d.best_iterations[i, s] >= 0
-                kw = dict(color=_COLORS[init], ms=6, ls="none")
-                ax.plot(stds[ok], margin[ok], "o", **kw,
-                        label=f"{_LABELS[init]}, converged" if s == 0 else None)
-                ax.plot(stds[~ok], margin[~ok], "o", mfc="none", **kw,
-                        label=f"{_LABELS[init]}, not converged" if s == 0 else None)
+    stds = np.asarray(result.config.init_stds)
+    fig, panels = _std_panels(result, "E2: deficiency margin at init vs convergence (positive "
+                              "margin + balance ⇒ convergence, ACGH19 Thm 1)",
+                              "deficiency margin at init  σ_min(Φ) − ‖W_e(0) − Φ‖_F")
+    for ax, (depth, d) in panels:
+        for (i, init), s in itertools.product(enumerate(INITS), range(len(result.config.seeds))):
+            margin, ok = d.margin_init[i, s], d.best_iterations[i, s] >= 0
+            style = {"color": _COLORS[init], "ms": 6, "ls": "none"}
+            ax.plot(stds[ok], margin[ok], "o", **style,
+                    label=f"{_LABELS[init]}, converged" if s == 0 else None)
+            ax.plot(stds[~ok], margin[~ok], "o", mfc="none", **style,
+                    label=f"{_LABELS[init]}, not converged" if s == 0 else None)
         ax.axhline(0.0, color="0.3", lw=0.8)
-        ax.set_xscale("log")
         ax.set_yscale("symlog", linthresh=1e-12)
-        ax.set_xlabel("init std")
         ax.set_title(f"depth {depth}")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("deficiency margin at init  σ_min(Φ) − ‖W_e(0) − Φ‖_F")
-    axes[0].legend(fontsize=8, loc="lower left")
-    fig.suptitle("E2: deficiency margin at init vs convergence (positive margin + balance ⇒ "
-                 "convergence, ACGH19 Thm 1)")
+        if depth == result.config.depths[0]:
+            ax.legend(fontsize=8, loc="lower left")
     return fig
 
 
-def _thin(n: int, points: int = 300) -> np.ndarray:
-    """About ``points`` indices of ``range(n)``, log-spaced, first and last included."""
-    if n <= points:
-        return np.arange(n)
-    idx = np.unique(np.round(np.logspace(0, math.log10(n), points)).astype(int) - 1)
-    return np.unique(np.concatenate([[0], idx, [n - 1]]))
-
-
-def _sig(x: Any, digits: int = 6) -> Any:
-    """Round floats (arrays) to ``digits`` significant digits; non-finite floats stay as they are."""
-    arr = np.asarray(x, dtype=np.float64)
-    out = np.array([float(f"{v:.{digits}g}") if np.isfinite(v) else v for v in arr.ravel()])
-    return out.reshape(arr.shape)
-
-
-def result_to_dict(result: InitResult) -> dict[str, Any]:
-    """Everything as JSON-ready objects; run arrays keep their axes (init, seed, lr, std)."""
-    c = result.config
-    depths = {}
-    for depth, d in result.depths.items():
-        curves = []
-        for i, init in enumerate(INITS):
-            for s, seed in enumerate(c.seeds):
-                for k, std in enumerate(c.init_scales):
-                    cv = d.curves[i][s][k]
-                    idx = _thin(cv["step"].size)
-                    curves.append({
-                        "init": init, "seed": seed, "std": std,
-                        "learning_rate": c.learning_rates[cv["lr_index"]],
-                        "step": cv["step"][idx].tolist(),
-                        "loss": _sig(cv["loss"][idx]).tolist(),
-                        "balancedness": _sig(cv["balancedness"][idx]).tolist(),
-                    })
-        depths[str(depth)] = {
-            "runs": {
-                "axes": ["init", "seed", "learning_rate", "std"],
-                "first_hit": d.first_hit.tolist(),
-                "status": np.asarray(STATUSES)[d.status].tolist(),
-                "stopped_at": d.stopped_at.tolist(),
-                "max_balancedness": _sig(d.max_balancedness).tolist(),
-                "final_loss": _sig(d.final_loss).tolist(),
-            },
-            "cells": {
-                "axes": ["init", "seed", "std"],
-                "best_iterations": d.best_iterations.tolist(),
-                "best_learning_rate": [[[c.learning_rates[k] if k >= 0 else None for k in row]
-                                        for row in block] for block in d.best_lr_index],
-                "loss_init": _sig(d.loss_init, 10).tolist(),
-                "balancedness_init": _sig(d.balancedness_init).tolist(),
-                "margin_init": _sig(d.margin_init, 10).tolist(),
-                "margin_at_hit": _sig(d.margin_at_hit).tolist(),
-                "max_balancedness_shown_run": _sig(_best_run_max_balancedness(d)).tolist(),
-            },
-            "converged_stds": {
-                init: {"all_seeds": int(_converged_stds(result, depth, i)[0].sum()),
-                       "some_seed": int(_converged_stds(result, depth, i)[1].sum()),
-                       "of": len(c.init_scales)}
-                for i, init in enumerate(INITS)
-            },
-            "status_counts": {init: _status_counts(d, i) for i, init in enumerate(INITS)},
-            "curves": curves,
-            "executed_run_steps": d.executed_run_steps,
-            "seconds": d.seconds,
-        }
-    return {
-        "experiment": "E2 init_robustness",
-        "config": c._asdict(),
-        "problem": {"input_dim": result.input_dim, "phi_norm": result.phi_norm,
-                    "phi_sigma_min": result.phi_sigma_min, "label_scale": result.label_scale,
-                    "loss": "whitened_l2_loss = 0.5 * ||W_e - Phi||_F^2, optimum 0"},
-        "inits": list(INITS),
-        "statuses": list(STATUSES),
-        "margin_dtype": result.margin_dtype,
-        "depths": depths,
-        "seconds": result.seconds,
-        "load_average_1min": {"start": result.load_average[0], "end": result.load_average[1],
-                              "cpus": os.cpu_count()},
+def _write_outputs(result: InitResult, out_dir: str | Path) -> dict[str, Path]:
+    """``init_results.json``, ``init_iterations.png``, ``init_balancedness.png``,
+    ``init_margin.png`` and ``init_summary.md`` in ``out_dir``."""
+    figures = {
+        "iterations": (_iterations_figure(result), "E2: iterations to converge vs init std, per depth"),
+        "balancedness": (_balancedness_figure(result), "E2: balancedness along the trajectories"),
+        "margin": (_margin_figure(result), "E2: deficiency margin at init vs convergence"),
     }
+    return write_outputs(out_dir, "init", document=_document(result), summary=_summary(result),
+                         figures=figures)
 
 
-def write_outputs(result: InitResult, out_dir: str | Path, *, notes: Sequence[str] = ()
-                  ) -> dict[str, Path]:
-    """Write ``init_results.json``, ``init_iterations.png``, ``init_balancedness.png``,
-    ``init_margin.png`` and ``init_summary.md`` into ``out_dir``."""
-    from overparam_jax.results import atomic_write_text, save_figure, write_json
+def _summary_lines(result: InitResult) -> list[str]:
+    """What the command line prints: per depth and init, at how many stds every seed converged."""
+    of = len(result.config.init_stds)
+    return [f"depth {depth} {init:9s}: converged at {int(_converged_stds(d, i)[0].sum())} of {of} stds"
+            for depth, d in result.depths.items() for i, init in enumerate(INITS)
+            ] + [f"wall time {result.seconds:.0f} s"]
 
-    out = Path(out_dir)
-    return {
-        "json": write_json(out / "init_results.json", result_to_dict(result)),
-        "iterations": save_figure(iterations_figure(result), out / "init_iterations.png",
-                                  caption="E2: iterations to converge vs init std, per depth"),
-        "balancedness": save_figure(balancedness_figure(result), out / "init_balancedness.png",
-                                    caption="E2: balancedness along the trajectories"),
-        "margin": save_figure(margin_figure(result), out / "init_margin.png",
-                              caption="E2: deficiency margin at init vs convergence"),
-        "summary": atomic_write_text(out / "init_summary.md", summary_markdown(result, notes=notes)),
-    }
+
+EXPERIMENT = Experiment(
+    name="init",
+    help="E2: balanced vs layer-wise Gaussian init across depths 3 and 8 (ACGH19)",
+    description="Full-batch GD on the whitened gas-sensor Ethanol data (||Phi||_F = 1): depths 3 "
+    "and 8, hidden width 32, balanced and layer-wise Gaussian inits over a log grid of stds, each "
+    "at its best learning rate from a log grid 1e-4..1; iterations until the loss is within 1e-5 "
+    "of the optimum; write init_results.json, init_*.png and init_summary.md. --steps N: the "
+    "iteration cap (default 10^6); --seeds S: seeds 0..S-1 (default 1); --quick: 5 stds, 4 "
+    "learning rates, cap 20000. GD in float32, deficiency margins in float64 (x64 is enabled).",
+    options=(),
+    common=("steps", "seeds"),
+    configure=_configure,
+    load=_load_problem,
+    run=run_init_experiment,
+    write_outputs=_write_outputs,
+    summary_lines=_summary_lines,
+    x64=True,
+)

@@ -13,7 +13,7 @@ balanced layers (ACGH19 Procedure 1), the gradient :math:`\nabla\ell = W_e - \Ph
 For N = 2 it is logistic, :math:`\sigma(t) = \varphi / (1 + (\varphi/\sigma_0 - 1)e^{-2\varphi t})`;
 for other N it is solved by the quadrature
 :math:`t(\sigma) = \int_{\sigma_0}^{\sigma} ds \,/\, (N s^{2-2/N}(\varphi - s))`, inverted
-for :math:`\sigma(t)` (:func:`aligned_flow_time`, :func:`aligned_flow_sigma`: NumPy only,
+for :math:`\sigma(t)` (:func:`overparam_jax.theory.aligned_flow_time`, ``aligned_flow_sigma``: NumPy only,
 the independent side of the checks below). From a small init
 :math:`\sigma_r(0) = s`, the modes are learned one at a time ("incremental learning"):
 mode r jumps to :math:`\varphi_r` near :math:`t \approx s^{-(N-2)/N}/((N-2)\varphi_r)` for
@@ -54,6 +54,7 @@ from overparam_jax.dynamics import gradient_descent, gradient_flow
 from overparam_jax.losses import lp_loss, whitened_l2_loss
 from overparam_jax.networks import balanced_factorization, end_to_end
 from overparam_jax.preconditioner import end_to_end_field, end_to_end_velocity
+from overparam_jax.theory import aligned_flow_sigma, aligned_flow_time, logistic_sigma
 from overparam_jax.verify.mutants import relabelled_flow
 from overparam_jax.verify.registry import (
     Measurement,
@@ -63,149 +64,6 @@ from overparam_jax.verify.registry import (
     normal,
     register,
 )
-
-__all__ = ["aligned_flow_sigma", "aligned_flow_time", "logistic_sigma"]
-
-# --------------------------------------------------------------------------------------
-# The reference: σ̇ = -N σ^{2-2/N} (σ - φ) solved by quadrature (NumPy only)
-# --------------------------------------------------------------------------------------
-
-_PANEL_WIDTH = 2.0  # in x = ln(s/φ); the integrand's poles are at x = 2πik, k ≠ 0
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(20)
-_NEWTON_RTOL = 1e-13  # on σ; round-off in t(y) leaves iterates jittering by ~1e-14
-_NEWTON_MAX_ITER = 200
-
-
-def _excess_integrand(x: np.ndarray, a: np.ndarray) -> np.ndarray:
-    r""":math:`h(x) = e^x (e^{-ax} - 1) / (1 - e^x)`, with :math:`h(0) = a`, to full relative
-    precision through ``expm1`` (smooth, and positive for a > 0)."""
-    at_zero = x == 0
-    safe = np.where(at_zero, 1.0, x)
-    return np.where(at_zero, a, np.exp(safe) * np.expm1(-a * safe) / -np.expm1(safe))
-
-
-def _excess_integral(x0: np.ndarray, width: np.ndarray, a: np.ndarray) -> np.ndarray:
-    r""":math:`\int_{x_0}^{x_0 + w} h(x)\,dx` by composite 20-point Gauss–Legendre, every
-    interval cut into the same number of equal panels of width ≤ 2. The nearest poles of
-    h are at distance 2π from the real axis, so each panel is exact to round-off."""
-    panels = max(1, int(np.ceil(np.max(np.abs(width)) / _PANEL_WIDTH)))
-    half = width / (2 * panels)
-    mid = x0[..., None] + half[..., None] * (2 * np.arange(panels) + 1)
-    x = mid[..., None] + half[..., None, None] * _NODES
-    return half * np.sum(_WEIGHTS * _excess_integrand(x, a[..., None, None]), axis=(-2, -1))
-
-
-def _time_of_gap(y, sigma0, phi, N):
-    r"""``(t, σ)`` at the log-gap :math:`y = \ln((\sigma_0 - \varphi)/(\sigma - \varphi)) \ge 0`.
-
-    With :math:`a = 2 - 2/N`, splitting off the endpoint singularity at :math:`s = \varphi`
-    (:math:`1/(s^a(\varphi - s)) = \varphi^{-a}/(\varphi - s) + (s^{-a} - \varphi^{-a})/(\varphi - s)`)
-    and substituting :math:`s = \varphi e^x` in the smooth remainder,
-
-    .. math:: t = \frac{\varphi^{-a}}{N}\Bigl(y + \int_{\ln(\sigma_0/\varphi)}^{\ln(\sigma/\varphi)} h(x)\,dx\Bigr).
-
-    The interval's width :math:`\ln(\sigma/\sigma_0)` is formed from
-    :math:`\sigma - \sigma_0 = -(\varphi - \sigma_0)\,\mathrm{expm1}(-y)`, not as a difference
-    of logarithms (which loses digits when σ is near σ0).
-    """
-    a = 2.0 - 2.0 / N
-    moved = -(phi - sigma0) * np.expm1(-y)  # σ - σ0
-    width = np.log1p(moved / sigma0)
-    return phi ** (-a) / N * (y + _excess_integral(np.log(sigma0 / phi), width, a)), sigma0 + moved
-
-
-def _as_arrays(*values):
-    return np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in values))
-
-
-def _validate_reference(sigma0, phi, N) -> None:
-    if not (np.all(sigma0 > 0) and np.all(phi > 0) and np.all(N > 0)):
-        raise ValueError("`sigma0`, `phi` and `depth` must be positive.")
-    if np.any(sigma0 == phi):
-        raise ValueError("`sigma0` must differ from `phi` (σ stays at φ: nothing to solve).")
-
-
-def aligned_flow_time(sigma, sigma0, phi, depth) -> np.ndarray:
-    r"""The time at which :math:`\dot\sigma = -N\sigma^{2-2/N}(\sigma - \varphi)` from
-    :math:`\sigma_0` reaches :math:`\sigma` (NumPy only; arguments broadcast).
-
-    .. math:: t(\sigma) = \int_{\sigma_0}^{\sigma} \frac{ds}{N\,s^{2-2/N}\,(\varphi - s)}
-
-    Evaluated by splitting off the logarithmic endpoint singularity at :math:`s = \varphi`
-    in closed form and integrating the smooth remainder in :math:`x = \ln(s/\varphi)` by
-    composite Gauss–Legendre (see :func:`_time_of_gap`): relative accuracy ~1e-15 for
-    :math:`\sigma_0 < \varphi` and ~1e-13 from above (:math:`\sigma_0 = 30\varphi`, where
-    the two terms partly cancel), for any real depth N > 0.
-
-    Args:
-        sigma: target values, strictly between ``sigma0`` (inclusive) and ``phi``.
-        sigma0: the initial value, ``> 0`` and ``!= phi``.
-        phi: the target singular value ``> 0``.
-        depth: N > 0.
-
-    Raises:
-        ValueError: a ``sigma`` outside ``[sigma0, phi)`` (or ``(phi, sigma0]``), or
-            non-positive arguments.
-
-    Examples:
-        >>> t = aligned_flow_time(0.5, 0.01, 1.0, 2.0)  # logistic: ln((φ - σ0)/σ0) / (2φ)
-        >>> bool(abs(t - np.log(99) / 2) < 1e-14)
-        True
-    """
-    sigma, sigma0, phi, N = _as_arrays(sigma, sigma0, phi, depth)
-    _validate_reference(sigma0, phi, N)
-    fraction = (sigma - sigma0) / (phi - sigma0)  # in [0, 1); round-off below 0 is forgiven
-    if not np.all((fraction >= -8 * np.finfo(np.float64).eps) & (fraction < 1)):
-        raise ValueError("`sigma` must lie between `sigma0` (inclusive) and `phi` (exclusive).")
-    y = np.log1p(np.maximum((sigma - sigma0) / (phi - sigma), 0.0))  # differences exact near 0
-    return _time_of_gap(y, sigma0, phi, N)[0]
-
-
-def aligned_flow_sigma(t, sigma0, phi, depth) -> np.ndarray:
-    r""":math:`\sigma(t)` solving :math:`\dot\sigma = -N\sigma^{2-2/N}(\sigma - \varphi)`,
-    :math:`\sigma(0) = \sigma_0` (NumPy only; arguments broadcast).
-
-    Inverts :func:`aligned_flow_time` by Newton's method on the log-gap
-    :math:`y = \ln((\sigma_0 - \varphi)/(\sigma - \varphi))`, where
-    :math:`dt/dy = 1/(N\sigma^{2-2/N})` is explicit and :math:`t(y)` is concave (for
-    :math:`\sigma_0 < \varphi`) or convex (for :math:`\sigma_0 > \varphi`): from
-    :math:`y = 0` the iterates converge monotonically (after one step, in the convex
-    case). Iterates stop when the update moves σ by at most 1e-13 relative.
-
-    Args:
-        t: times ``>= 0``.
-        sigma0: the initial value, ``> 0`` and ``!= phi``.
-        phi: the target singular value ``> 0``.
-        depth: N > 0 (any real; N = 2 is the logistic curve, N = 1 the exponential).
-
-    Raises:
-        ValueError: negative times or non-positive arguments.
-        RuntimeError: no convergence (not observed).
-
-    Examples:
-        >>> s = aligned_flow_sigma(1.0, 0.01, 1.0, 2.0)
-        >>> bool(abs(s - logistic_sigma(1.0, 0.01, 1.0)) < 1e-14)
-        True
-    """
-    t, sigma0, phi, N = _as_arrays(t, sigma0, phi, depth)
-    _validate_reference(sigma0, phi, N)
-    if np.any(t < 0):
-        raise ValueError("`t` must be >= 0.")
-    a = 2.0 - 2.0 / N
-    y = np.zeros_like(t)
-    for _ in range(_NEWTON_MAX_ITER):
-        tau, sigma = _time_of_gap(y, sigma0, phi, N)
-        step = (t - tau) * N * sigma**a
-        y = y + step
-        if np.all(np.abs((phi - sigma) * step) <= _NEWTON_RTOL * sigma):
-            return sigma0 - (phi - sigma0) * np.expm1(-y)
-    raise RuntimeError("aligned_flow_sigma: Newton's method did not converge.")
-
-
-def logistic_sigma(t, sigma0, phi) -> np.ndarray:
-    r"""The depth-2 closed form :math:`\sigma(t) = \varphi / (1 + (\varphi/\sigma_0 - 1)e^{-2\varphi t})`."""
-    t, sigma0, phi = _as_arrays(t, sigma0, phi)
-    return phi / (1.0 + (phi / sigma0 - 1.0) * np.exp(-2.0 * phi * t))
 
 
 def _reference_sigma(t, sigma0, phi, depth: int) -> np.ndarray:

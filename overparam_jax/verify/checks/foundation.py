@@ -353,7 +353,7 @@ def check_runners(
     loss = _runner_loss(config)
     steps, etas, lam, std, seeds, depths = 100, jnp.array([0.02, 0.05]), 0.05, 0.5, (0, 1), (1, 2, 3)
     grid = run_sweep(loss, input_dim=3, output_dim=2, hidden_width=3, depths=depths, seeds=seeds,
-                     learning_rates=[float(e) for e in etas], init_scales=[std], num_steps=steps,
+                     learning_rates=[float(e) for e in etas], init_stds=[std], num_steps=steps,
                      weight_decay=lam, record_end_to_end=True)
     gaps = {}
     for k, depth in enumerate(depths):

@@ -14,7 +14,7 @@ modules, each of which lists its own public names in ``__all__``:
   stds × depths, sharded over devices and processes;
 * :mod:`~overparam_jax.runner` — the chunked, checkpointed runner of every long computation;
 * :mod:`~overparam_jax.theory` — the theorems' conditions, bounds and closed forms;
-* :mod:`~overparam_jax.analysis` — first hits, log–log slopes, rounding;
+* :mod:`~overparam_jax.analysis` — reading curves: first hits, log–log slopes, moving averages, rounding;
 * :mod:`~overparam_jax.datasets`, :mod:`~overparam_jax.checkpoint`,
   :mod:`~overparam_jax.results` — data, checkpoint files, results files;
 * :mod:`overparam_jax.verify` — the registry of numerical checks (``overparam-jax verify``);

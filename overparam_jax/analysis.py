@@ -3,6 +3,9 @@
 Small NumPy functions that every experiment and several verify checks measure with:
 
 * :func:`first_hit` — the first recorded step at which a curve reaches a level;
+* :func:`last_finite`, :func:`max_finite` — a curve's last and largest finite values
+  (a run that diverged holds non-finite records);
+* :func:`moving_average` — a trailing or centered moving average (noisy batch losses);
 * :func:`loglog_slope` — the least-squares slope of :math:`\\log y` against :math:`\\log x`
   (orders of convergence, escape-time exponents, speed-up growth);
 * :func:`significant` — floats rounded to a number of significant digits for JSON reports.
@@ -14,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["first_hit", "loglog_slope", "significant"]
+__all__ = ["first_hit", "last_finite", "loglog_slope", "max_finite", "moving_average", "significant"]
 
 
 def first_hit(steps: Any, values: Any, level: float, *, max_step: int | None = None) -> np.ndarray:
@@ -41,6 +44,56 @@ def first_hit(steps: Any, values: Any, level: float, *, max_step: int | None = N
         hit = hit & (steps <= max_step)
     index = np.argmax(hit, axis=-1)
     return np.where(hit.any(axis=-1), steps[index], -1)
+
+
+def last_finite(values: Any, where: Any = True) -> np.ndarray:
+    """Along the last axis, the last finite entry of ``values`` where ``where`` holds (NaN if none).
+
+    Examples:
+        >>> last_finite([[1.0, 2.0, float("nan")], [float("inf"), 4.0, 5.0]]).tolist()
+        [2.0, 5.0]
+        >>> last_finite([1.0, 2.0, 3.0], where=[True, True, False]).tolist()
+        2.0
+    """
+    values = np.asarray(values)
+    ok = np.broadcast_to(np.asarray(where) & np.isfinite(values), values.shape)
+    last = values.shape[-1] - 1 - np.argmax(ok[..., ::-1], axis=-1)
+    return np.where(ok.any(axis=-1), np.take_along_axis(values, last[..., None], axis=-1)[..., 0], np.nan)
+
+
+def max_finite(values: Any, where: Any = True) -> np.ndarray:
+    """Along the last axis, the largest finite entry of ``values`` where ``where`` holds (NaN if none).
+
+    Examples:
+        >>> max_finite([[1.0, float("inf"), 3.0], [float("nan"), float("nan"), float("nan")]]).tolist()
+        [3.0, nan]
+    """
+    values = np.asarray(values)
+    ok = np.asarray(where) & np.isfinite(values)
+    return np.where(ok.any(axis=-1), np.max(np.where(ok, values, -np.inf), axis=-1), np.nan)
+
+
+def moving_average(values: Any, window: int, *, centered: bool = False) -> np.ndarray:
+    """Moving average of a 1-D series over ``window`` entries, shrinking at the ends.
+
+    Trailing (default): entry ``t`` is the mean of ``values[max(0, t-window+1) : t+1]``,
+    which uses no later entry. Centered: the mean of ``values[max(0, t-h) : t+h+1]`` with
+    ``h = window // 2``, which does not lag.
+
+    Examples:
+        >>> moving_average([1.0, 3.0, 5.0, 7.0], 2).tolist()
+        [1.0, 2.0, 4.0, 6.0]
+        >>> moving_average([1.0, 3.0, 5.0, 7.0], 3, centered=True).tolist()
+        [2.0, 3.0, 5.0, 6.0]
+    """
+    v = np.asarray(values, dtype=np.float64)
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    t = np.arange(len(v))
+    if centered:
+        lo, hi = np.maximum(0, t - window // 2), np.minimum(len(v), t + window // 2 + 1)
+    else:
+        lo, hi = np.maximum(0, t + 1 - window), t + 1
+    return (c[hi] - c[lo]) / (hi - lo)
 
 
 def loglog_slope(x: Any, y: Any) -> float:

@@ -26,7 +26,9 @@ class UserError(Exception):
     """A mistake in the command line: reported as one line, exit status 2."""
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(experiments: bool = True) -> argparse.ArgumentParser:
+    """The command line. ``experiments=False`` leaves the experiment modules unimported
+    (``verify`` neither needs them nor pays for their imports)."""
     parser = argparse.ArgumentParser(
         prog="overparam-jax",
         description="Deep linear networks and the theory of their optimization, verified numerically.",
@@ -48,16 +50,17 @@ def _build_parser() -> argparse.ArgumentParser:
     v.add_argument("--plots", metavar="DIR", help="write a PNG per check that has a picture")
     v.add_argument("--seed", type=int, default=0, help="integer seed (default 0)")
     v.set_defaults(handler=_cmd_verify)
-    _add_reproduce_parsers(sub)
+    reproduce = sub.add_parser("reproduce", help="reproduce a paper experiment (THEORY.md §8)")
+    if experiments:
+        _add_reproduce_parsers(reproduce)
     return parser
 
 
-def _add_reproduce_parsers(sub: argparse._SubParsersAction) -> None:
+def _add_reproduce_parsers(reproduce: argparse.ArgumentParser) -> None:
     """``reproduce <experiment>``: one sub-subcommand per :class:`~overparam_jax.experiments.Experiment`,
     all handled by :func:`_cmd_reproduce`."""
     from overparam_jax.experiments import EXPERIMENTS, get_experiment
 
-    reproduce = sub.add_parser("reproduce", help="reproduce a paper experiment (THEORY.md §8)")
     rsub = reproduce.add_subparsers(dest="experiment", required=True)
     for name in EXPERIMENTS:
         exp = get_experiment(name)
@@ -298,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C (SIGINT) and SIGTERM (what job schedulers send) stop a run the same way: the
     last completed chunk is in the checkpoint, one line says how to resume, exit 130.
     """
-    args = _build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _build_parser(experiments=argv[:1] != ["verify"]).parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:

@@ -40,6 +40,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -316,6 +317,8 @@ def _observe(rule, carry: _Carry, record_end_to_end: bool) -> dict[str, jax.Arra
 def _start(rule, initial, record_end_to_end):
     """The initial carry and the t = 0 record."""
     state = rule.init(initial)
+    # A rule's contract: its state holds the weights it started from, shapes and dtypes kept.
+    chex.assert_trees_all_equal_shapes_and_dtypes(rule.weights(state), initial)
     loss, grad = rule.evaluate(state)
     carry = _Carry(state, loss, grad, jnp.asarray(-1, jnp.int32), jnp.asarray(0, jnp.int32))
     return carry, _observe(rule, carry, record_end_to_end)
@@ -436,6 +439,9 @@ def simulate(
         A :class:`Trajectory` (fields with a leading run axis if ``batched``).
     """
     num_records = _num_records(num_steps, save_every)
+    if batched:  # every hyper-parameter and weight carries the run axis
+        runs = jax.tree_util.tree_leaves(initial)[0].shape[:1]
+        chex.assert_tree_shape_prefix((rule, initial), runs)
     carry, first = _COMPILED["start", batched](rule, initial, record_end_to_end=record_end_to_end)
     advance = functools.partial(_COMPILED["advance", batched], rule, save_every=save_every,
                                 record_end_to_end=record_end_to_end, check_finite=check_finite)

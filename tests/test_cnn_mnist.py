@@ -297,12 +297,6 @@ def test_summary_lines_are_what_the_command_prints(tiny_run):
     assert lines[2] == "overparameterization adds 262,244 parameters (+15.8 %)"
 
 
-def test_smooth_trailing_and_centered_means():
-    v = np.array([1.0, 3.0, 5.0, 7.0, 9.0])
-    np.testing.assert_allclose(C._smooth(v, 2), [1.0, 2.0, 4.0, 6.0, 8.0])
-    np.testing.assert_allclose(C._smooth(v, 3, centered=True), [2.0, 3.0, 5.0, 7.0, 8.0])
-
-
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [

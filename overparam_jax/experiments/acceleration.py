@@ -115,7 +115,16 @@ from overparam_jax.analysis import first_hit, significant
 from overparam_jax.checkpoint import CheckpointDir
 from overparam_jax.datasets import load_gas_ethanol
 from overparam_jax.experiments import Experiment
-from overparam_jax.experiments.report import band, write_outputs
+from overparam_jax.experiments.report import (
+    band,
+    figure_panels,
+    format_steps,
+    format_value,
+    load_average,
+    markdown,
+    markdown_table,
+    write_outputs,
+)
 from overparam_jax.losses import LossFn, lp_loss
 from overparam_jax.networks import end_to_end
 from overparam_jax.runner import ProgressFn
@@ -384,12 +393,12 @@ class _Loss(NamedTuple):
         """One sweep from the balanced init of std ``init_std``, hidden width 1, float32,
         reported as stage ``"<loss> <label>"`` and saved in stage file ``<loss>_<stage>``."""
         c, label = self.config, f"{self.name} {label}"
-        report = None if self.progress is None else lambda p: self.progress(p._replace(stage=label))
+        on_progress = None if self.progress is None else lambda p: self.progress(p._replace(stage=label))
         return sweep(
             self.loss_fn, input_dim=self.input_dim, output_dim=1, hidden_width=1, depths=list(depths),
             seeds=list(seeds), learning_rates=list(learning_rates), init_stds=[c.init_std],
             num_steps=num_steps or c.num_steps, save_every=save_every or c.save_every,
-            init="balanced", dtype=_DTYPE, progress=report,
+            init="balanced", dtype=_DTYPE, progress=on_progress,
             checkpoint=None if self.checkpoint is None else self.checkpoint.stage(f"{self.name}_{stage}"),
             **dynamics,
         )
@@ -598,7 +607,8 @@ class AccelerationResult(NamedTuple):
             and extra depths), ``gd_d1_own_lr``, ``<optimizer>_d<N>``, ``end_to_end_d<N>``.
         checks: per loss, the float64 re-evaluation, the end-to-end gaps, balancedness.
         seconds: wall time of each stage and in total.
-        load_average: ``os.getloadavg()`` at the start and at the end.
+        load_average: the machine's load averages at the start and at the end
+            (:func:`~overparam_jax.experiments.report.load_average`).
     """
 
     config: AccelerationConfig
@@ -627,7 +637,7 @@ def run_acceleration_experiment(
     """
     _validate(config)
     X, Y = _load(config) if data is None else data
-    load_start, t_all = list(os.getloadavg()), time.perf_counter()
+    load_start, t_all = load_average(), time.perf_counter()
     protocol, runs, checks, seconds = {}, {}, {}, {}
     for name in config.losses:
         ctx = _Loss(name, _loss_fn(LOSSES[name], X, Y), X.shape[1], config, progress, checkpoint)
@@ -636,7 +646,7 @@ def run_acceleration_experiment(
     seconds["total"] = time.perf_counter() - t_all
     steps = np.arange(0, config.num_steps + 1, config.save_every)
     return AccelerationResult(config, steps, protocol, runs, checks, seconds,
-                              {"start": load_start, "end": list(os.getloadavg())})
+                              {"start": load_start, "end": load_average()})
 
 
 # --------------------------------------------------------------------------------------
@@ -651,6 +661,7 @@ _LABELS = {
     "adam_d1": "Adam, depth 1",
     "adam_d3": "Adam, depth 3",
 }
+_ELL = {name: f"ℓ{int(p)}" for name, p in LOSSES.items()}  # "l4" -> "ℓ4"
 
 
 def _label(key: str) -> str:
@@ -676,7 +687,6 @@ def _table(result: AccelerationResult, name: str) -> dict[str, dict[str, Any]]:
         n = r.loss.shape[0]
         hits = [int(first_hit(result.steps, r.loss[i], ref[i])) if r.diverged_at[i] < 0 else -1
                 for i in range(n)]
-        reach = [h if h >= 0 else None for h in hits]
         diverged = r.diverged_at[r.diverged_at >= 0]
         rows[key] = {
             "label": _label(key), "method": r.method, "depth": r.depth, "learning_rate": r.learning_rate,
@@ -686,7 +696,7 @@ def _table(result: AccelerationResult, name: str) -> dict[str, dict[str, Any]]:
                            for m in _milestone_steps(c)},
             "final_median": float(np.median(r.loss[:, -1])),
             "final_ratio_to_depth1": float(np.median(ref[:n] / r.loss[:, -1])),
-            "iterations_to_depth1_final": reach,
+            "iterations_to_depth1_final": [h if h >= 0 else None for h in hits],
             "iterations_to_depth1_final_median": float(np.median(hits)) if min(hits) >= 0 else None,
         }
     return rows
@@ -740,12 +750,13 @@ _PROTOCOL = [
 ]
 
 
-def _document(result: AccelerationResult, tables: dict[str, Any]) -> dict[str, Any]:
+def _document(result: AccelerationResult) -> dict[str, Any]:
     """Everything as JSON-ready objects: configuration, protocol, all curves, tables, checks."""
     c = result.config
+    tables = {name: _table(result, name) for name in result.runs}
     curves = {name: {key: {"label": _label(key), "method": r.method, "depth": r.depth,
-                           "learning_rate": r.learning_rate, "diverged_at": r.diverged_at.tolist(),
-                           "loss": significant(r.loss).tolist()}
+                           "learning_rate": r.learning_rate, "diverged_at": r.diverged_at,
+                           "loss": significant(r.loss)}
                      for key, r in runs.items()}
               for name, runs in result.runs.items()}
     return {
@@ -761,7 +772,7 @@ def _document(result: AccelerationResult, tables: dict[str, Any]) -> dict[str, A
                     "seeds": list(c.seeds), "extra_depth_seeds": list(c.seeds[:c.extra_seeds]),
                     "baseline_seeds": list(c.seeds[:c.baseline_seeds])},
         "protocol": {"description": _PROTOCOL, **result.protocol},
-        "steps": result.steps.tolist(),
+        "steps": result.steps,
         "curves": curves,
         "milestone_steps": _milestone_steps(c),
         "tables": tables,
@@ -772,31 +783,51 @@ def _document(result: AccelerationResult, tables: dict[str, Any]) -> dict[str, A
     }
 
 
-def _fmt(x: Any) -> str:
-    if x is None:
-        return "—"
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
-
-
-def _fmt_steps(n: int) -> str:
-    if n >= 1000 and n % 1000 == 0:
-        k = n // 1000
-        return f"{k // 1000}·10⁶" if k % 1000 == 0 else f"{k}k"
-    return str(n)
-
-
-def _fmt_dict(d: dict[str, Any]) -> str:
-    return ", ".join(f"{k} ({_fmt_dict(v)})" if isinstance(v, dict) else f"{k} {_fmt(v)}"
+def _details(d: dict[str, Any]) -> str:
+    """``{"a": 1.0, "b": {"c": None}}`` as ``"a 1, b (c —)"``."""
+    return ", ".join(f"{k} ({_details(v)})" if isinstance(v, dict) else f"{k} {format_value(v)}"
                      for k, v in d.items())
 
 
-def _summary_markdown(result: AccelerationResult, tables: dict[str, Any]) -> str:
+def _milestone_row(row: dict[str, Any], config: AccelerationConfig) -> list[str]:
+    it, first = row["iterations_to_depth1_final_median"], row["first_divergence"]
+    diverged = f"{row['diverged']}/{row['seeds']}" + (f" (first at {first})" if first is not None else "")
+    return [row["label"], f"{row['learning_rate']:g}",
+            *(format_value(row["milestones"][str(m)]) for m in _milestone_steps(config)),
+            format_value(None if it is None else int(it)), f"{config.num_steps / it:.2f}×" if it else "—",
+            f"{row['final_ratio_to_depth1']:.3g}", diverged]
+
+
+def _check_line(name: str, check: dict[str, Any]) -> str:
+    gaps = {k: v["max_relative_gap"] for k, v in check["end_to_end_vs_network"].items()}
+    along = {k: v for k, v in check["balancedness_max_along_gd"].items() if k != "depth_1"}
+    float64 = check["float64_reevaluation"]
+    return (f"- {_ELL[name]}: end-to-end update vs network, max relative loss gap {_details(gaps)} (up to "
+            f"the first divergence of either); float32 final losses vs float64 lp_loss: GD "
+            f"{float64['gd']:.2g}, baselines {float64['baselines']:.2g}; balancedness at init "
+            f"{check['balancedness_at_init']:.2g}, largest along GD {_details(along)} "
+            "(the end-to-end update assumes 0).")
+
+
+def _summary_markdown(result: AccelerationResult, document: dict[str, Any]) -> str:
     """A markdown report: setup, protocol, milestone tables, measured claims, checks, times."""
-    c = result.config
-    miles = _milestone_steps(c)
-    lines = [
+    c, miles, la = result.config, document["milestone_steps"], result.load_average
+    learning_rates = []
+    for name, rec in result.protocol.items():
+        chosen = rec.get("optimizers", {}).get("chosen", {})
+        note = "" if rec["lr_gd_stable_in_pilot"] else " (none stable; smallest tried)"
+        learning_rates.append([_ELL[name], f"{rec['lr_linear']:g}", f"{rec['lr_gd']:g}{note}",
+                               ", ".join(f"{_label(k)}: {format_value(v)}" for k, v in chosen.items()) or "—"])
+    header = ["run", "lr", *(f"loss @ {format_steps(m)}" for m in miles), "reaches depth 1's final loss at",
+              "speed-up", "depth 1 final / final", "diverged"]
+    milestone_tables = [block for name, rows in document["tables"].items() for block in (
+        f"## {_ELL[name]}: loss at milestones, and iterations to reach depth 1's final loss",
+        markdown_table(header, [_milestone_row(row, c) for row in rows.values()], "lr" + "r" * (len(miles) + 4)))]
+    claims = [f"- {cl['statement']}: {'**holds**' if cl['holds'] else '**does not hold**'} — "
+              + _details({k: v for k, v in cl.items() if k not in ("statement", "holds")})
+              for cl in document["claims"].values()]
+    return markdown(
         "# E1: acceleration by depth, UCI gas-sensor Ethanol [ACH18]",
-        "",
         f"Full-batch GD, {c.num_steps:,} iterations, float32, on X (2565 × 128, every column "
         "**standardized** to mean 0 and std 1) and the shipped standardized target. Losses "
         "ℓp(W) = (1/m) Σ |W x − y|^p without a 1/p factor (the talk's form). Depth N = N "
@@ -806,73 +837,22 @@ def _summary_markdown(result: AccelerationResult, tables: dict[str, Any]) -> str
         f"{list(c.seeds[:c.extra_seeds])}); optimizers, reference GD and end-to-end update: "
         f"seeds {list(c.seeds[:c.baseline_seeds])}. Tables give medians over seeds; "
         f"iterations are resolved to {c.save_every} steps.",
-        "",
         "## Learning rates (protocol in the module docstring and the JSON)",
-        "",
-        "| loss | linear model's largest stable lr (pilot A) | lr stable for depths "
-        f"{list(c.depths)} (pilot B), used for every depth | optimizers (shared grid, best pilot loss) |",
-        "|---|---:|---:|---|",
-    ]
-    for name, rec in result.protocol.items():
-        opt = rec.get("optimizers", {}).get("chosen", {})
-        opt_s = ", ".join(f"{_label(k)}: {_fmt(v)}" for k, v in opt.items()) or "—"
-        note = "" if rec["lr_gd_stable_in_pilot"] else " (none stable; smallest tried)"
-        lines.append(f"| ℓ{int(LOSSES[name])} | {rec['lr_linear']:g} | {rec['lr_gd']:g}{note} | {opt_s} |")
-    for name, rows in tables.items():
-        lines += [
-            "",
-            f"## ℓ{int(LOSSES[name])}: loss at milestones, and iterations to reach depth 1's final loss",
-            "",
-            "| run | lr | " + " | ".join(f"loss @ {_fmt_steps(m)}" for m in miles)
-            + " | reaches depth 1's final loss at | speed-up | depth 1 final / final | diverged |",
-            "|---|---:|" + "---:|" * len(miles) + "---:|---:|---:|---:|",
-        ]
-        for r in rows.values():
-            it = r["iterations_to_depth1_final_median"]
-            speed = f"{c.num_steps / it:.2f}×" if it else "—"
-            lines.append(
-                f"| {r['label']} | {r['learning_rate']:g} | "
-                + " | ".join(f"{r['milestones'][str(m)]:.4g}" for m in miles)
-                + f" | {_fmt(None if it is None else int(it))} | {speed} | "
-                f"{r['final_ratio_to_depth1']:.3g} | {r['diverged']}/{r['seeds']}"
-                + (f" (first at {r['first_divergence']})" if r["first_divergence"] is not None else "")
-                + " |"
-            )
-    lines += ["", "## ACH18's observations, measured", ""]
-    for cl in _claims(result, tables).values():
-        verdict = "**holds**" if cl["holds"] else "**does not hold**"
-        detail = {k: v for k, v in cl.items() if k not in ("statement", "holds")}
-        lines.append(f"- {cl['statement']}: {verdict} — {_fmt_dict(detail)}")
-    lines += ["", "## Checks", ""]
-    for name, ch in result.checks.items():
-        gaps = {k: v["max_relative_gap"] for k, v in ch["end_to_end_vs_network"].items()}
-        lines.append(
-            f"- ℓ{int(LOSSES[name])}: end-to-end update vs network, max relative loss gap "
-            f"{_fmt_dict(gaps)} (up to the first divergence of either); "
-            f"float32 final losses vs float64 lp_loss: GD {ch['float64_reevaluation']['gd']:.2g}, "
-            f"baselines {ch['float64_reevaluation']['baselines']:.2g}; balancedness at init "
-            f"{ch['balancedness_at_init']:.2g}, largest along GD "
-            f"{_fmt_dict({k: v for k, v in ch['balancedness_max_along_gd'].items() if k != 'depth_1'})} "
-            "(the end-to-end update assumes 0)."
-        )
-    la = result.load_average
-    lines += [
-        "",
-        f"Wall time {result.seconds['total']:.0f} s ({jax.default_backend()}, "
-        f"{os.cpu_count()} CPUs; load average at start {la['start'][0]:.1f}, at end {la['end'][0]:.1f}); "
+        markdown_table(["loss", "linear model's largest stable lr (pilot A)",
+                        f"lr stable for depths {list(c.depths)} (pilot B), used for every depth",
+                        "optimizers (shared grid, best pilot loss)"], learning_rates, "lrrl"),
+        *milestone_tables,
+        "## ACH18's observations, measured", claims,
+        "## Checks", [_check_line(name, check) for name, check in result.checks.items()],
+        f"Wall time {result.seconds['total']:.0f} s ({jax.default_backend()}, {os.cpu_count()} CPUs; "
+        f"load average at start {la['start'][0]:.1f}, at end {la['end'][0]:.1f}); "
         + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items() if k != "total") + ".",
-        "",
-    ]
-    return "\n".join(lines)
+    )
 
 
-def _style(ax, title, drawn: Sequence[np.ndarray]):
-    """Log y, clipped to the part after the first 1 % of the run (the initial drop from
-    ℓ(0) would otherwise flatten every difference that matters)."""
-    ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
+def _clip(ax, drawn: Sequence[np.ndarray]) -> None:
+    """Clip the y-axis to the part of the curves after the first 1 % of the run (the initial
+    drop from ℓ(0) would otherwise flatten every difference that matters)."""
     values = np.concatenate([d.reshape(-1, d.shape[-1]) for d in drawn])
     start = max(1, values.shape[-1] // 100)
     with warnings.catch_warnings():
@@ -883,22 +863,27 @@ def _style(ax, title, drawn: Sequence[np.ndarray]):
         ax.set_ylim(0.95 * lo, 1.3 * hi)
 
 
+def _loss_figure(title: str, ylabel: str, panels: Sequence[Sequence[tuple[str, Any]]]):
+    """Rows of loss-vs-iteration panels, log y (:func:`_clip`); each panel ``(title, draw)``,
+    where ``draw(ax)`` draws its curves and returns them."""
+    fig, axes = figure_panels(len(panels), len(panels[0]), panel_size=(6.2, 4.6), title=title,
+                              xlabel="iteration", ylabel=ylabel, yscale="log")
+    for ax, (panel_title, draw) in zip(axes.flat, [panel for row in panels for panel in row]):
+        ax.set_title(panel_title)
+        _clip(ax, draw(ax))
+        ax.legend(fontsize=8)
+    return fig
+
+
 def _draw(ax, result: AccelerationResult, runs: Runs, color, label: str, **style) -> np.ndarray:
     return band(ax, result.steps, runs.loss, color=color, label=label, diverged_at=runs.diverged_at, **style)
 
 
-def _panels(result: AccelerationResult, names: Sequence[str], draw, suptitle: str):
-    """One figure with an axis per loss; ``draw(ax, name)`` draws a loss's curves."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.2 * len(names), 4.6))
-    axes = np.atleast_1d(fig.subplots(1, len(names)))
-    for ax, name in zip(axes, names):
-        _style(ax, f"ℓ{int(LOSSES[name])} loss, GD lr {result.protocol[name]['lr_gd']:g}", draw(ax, name))
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("training loss (median, band: min–max over seeds; × = diverged)")
-    fig.suptitle(suptitle)
-    return fig
+def _per_loss_figure(result: AccelerationResult, title: str, draw):
+    """One panel per loss (titled with its GD learning rate); ``draw(ax, name)``."""
+    panels = [(f"{_ELL[name]} loss, GD lr {result.protocol[name]['lr_gd']:g}",
+               functools.partial(draw, name=name)) for name in result.runs]
+    return _loss_figure(title, "training loss (median, band: min–max over seeds; × = diverged)", [panels])
 
 
 def _depth_figure(result: AccelerationResult):
@@ -916,8 +901,8 @@ def _depth_figure(result: AccelerationResult):
                       ls=dashes.get(r.depth, (0, (6, 2, 1, 2))), lw=1.1)
         return drawn
 
-    return _panels(result, list(result.runs), draw,
-                   "E1: gas-sensor Ethanol, depth-N linear networks of hidden width 1, same lr [ACH18]")
+    return _per_loss_figure(
+        result, "E1: gas-sensor Ethanol, depth-N linear networks of hidden width 1, same lr [ACH18]", draw)
 
 
 def _extra_depths_figure(result: AccelerationResult):
@@ -933,38 +918,32 @@ def _extra_depths_figure(result: AccelerationResult):
             drawn.append(_draw(ax, result, r, colormaps["viridis"](i / max(1, len(gd) - 1)), label))
         return drawn
 
-    return _panels(result, list(result.runs), draw,
-                   "E1: every depth at the same learning rate (a run is drawn up to its divergence, ×)")
+    return _per_loss_figure(
+        result, "E1: every depth at the same learning rate (a run is drawn up to its divergence, ×)", draw)
 
 
 def _optimizer_figure(result: AccelerationResult, names: Sequence[str]):
     """Per loss with optimizers: GD depths vs AdaGrad/AdaDelta (left); Adam depth 1 vs 3 (right)."""
-    from matplotlib.figure import Figure
-
     colors = {"gd_depth_1": "tab:blue", "gd_depth_2": "tab:orange", "gd_depth_3": "tab:green",
               "gd_d1_own_lr": "tab:cyan", "adagrad_d1": "tab:red", "adadelta_d1": "tab:purple",
               "adam_d1": "tab:brown", "adam_d3": "tab:pink"}
-    panels = {"left": ("gd_depth_1", "gd_depth_2", "gd_depth_3", "gd_d1_own_lr", "adagrad_d1", "adadelta_d1"),
-              "right": ("adam_d1", "adam_d3")}
-    titles = {"left": "GD on depths 1–3 vs AdaGrad, AdaDelta",
-              "right": "Adam with and without overparameterization"}
-    fig = Figure(figsize=(12.4, 4.6 * len(names)))
-    axes = np.atleast_2d(fig.subplots(len(names), 2))
-    for row, name in zip(axes, names):
-        runs = result.runs[name]
-        for ax, side in zip(row, ("left", "right")):
-            drawn = [_draw(ax, result, runs[k], colors[k], f"{_label(k)} (lr {runs[k].learning_rate:g})")
-                     for k in panels[side] if k in runs]
-            _style(ax, f"ℓ{int(LOSSES[name])}: {titles[side]}", drawn)
-            ax.legend(fontsize=8)
-        row[0].set_ylabel("training loss")
-    fig.suptitle("E1: overparameterization vs adaptive optimizers (each at its best lr of one shared grid)")
-    return fig
+    sides = (("GD on depths 1–3 vs AdaGrad, AdaDelta",
+              ("gd_depth_1", "gd_depth_2", "gd_depth_3", "gd_d1_own_lr", "adagrad_d1", "adadelta_d1")),
+             ("Adam with and without overparameterization", ("adam_d1", "adam_d3")))
+
+    def draw(ax, runs, keys):
+        return [_draw(ax, result, runs[k], colors[k], f"{_label(k)} (lr {runs[k].learning_rate:g})")
+                for k in keys if k in runs]
+
+    panels = [[(f"{_ELL[name]}: {title}", functools.partial(draw, runs=result.runs[name], keys=keys))
+               for title, keys in sides] for name in names]
+    return _loss_figure("E1: overparameterization vs adaptive optimizers (each at its best lr of one shared grid)",
+                        "training loss", panels)
 
 
 def _write_outputs(result: AccelerationResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``acceleration_results.json``, the PNGs and ``acceleration_summary.md``."""
-    tables = {name: _table(result, name) for name in result.runs}
+    document = _document(result)
     figures = {
         "depths": (_depth_figure(result),
                    "E1: loss vs iteration, depths 1-3 at one lr, end-to-end update dashed"),
@@ -975,8 +954,8 @@ def _write_outputs(result: AccelerationResult, out_dir: str | Path) -> dict[str,
     if with_optimizers:
         figures["optimizers"] = (_optimizer_figure(result, with_optimizers),
                                  "E1: overparameterized GD vs AdaGrad, AdaDelta, Adam")
-    return write_outputs(out_dir, "acceleration", document=_document(result, tables),
-                         summary=_summary_markdown(result, tables), figures=figures)
+    return write_outputs(out_dir, "acceleration", document=document,
+                         summary=_summary_markdown(result, document), figures=figures)
 
 
 def _summary_lines(result: AccelerationResult) -> list[str]:

@@ -91,10 +91,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from overparam_jax.analysis import first_hit, significant
+from overparam_jax.analysis import first_hit, moving_average, significant
 from overparam_jax.checkpoint import CheckpointDir, array_digest
 from overparam_jax.datasets import MNIST, load_mnist
-from overparam_jax.experiments import Experiment, Option, report
+from overparam_jax.experiments import Experiment, Option
+from overparam_jax.experiments.report import (
+    figure_panels,
+    format_percent,
+    format_value,
+    markdown,
+    markdown_table,
+    write_outputs,
+)
 from overparam_jax.networks import end_to_end
 from overparam_jax.runner import ProgressFn, on_host, run_chunks
 
@@ -663,23 +671,6 @@ def run_cnn_experiment(
 # --------------------------------------------------------------------------------------
 
 
-def _smooth(values: np.ndarray, window: int, *, centered: bool = False) -> np.ndarray:
-    """Moving average over ``window`` steps, shrinking at the ends.
-
-    Trailing (default): entry ``t`` is the mean of ``values[max(0, t-window+1) : t+1]``,
-    which uses no future step (the milestones). Centered: the mean of
-    ``values[max(0, t-h) : t+h+1]`` with ``h = window // 2``, which does not lag (the figure).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    c = np.concatenate([[0.0], np.cumsum(v)])
-    t = np.arange(len(v))
-    if centered:
-        lo, hi = np.maximum(0, t - window // 2), np.minimum(len(v), t + window // 2 + 1)
-    else:
-        lo, hi = np.maximum(0, t + 1 - window), t + 1
-    return (c[hi] - c[lo]) / (hi - lo)
-
-
 def _first_step(curve: np.ndarray, level: float) -> int | None:
     """The first step whose value is ``<= level`` (``None``: never)."""
     step = int(first_hit(np.arange(len(curve)), curve, level))
@@ -699,93 +690,70 @@ _DATA_LEVELS = (1.0, 0.3, 0.1, 0.05, 0.03, 0.02, 0.01)
 
 def _milestones(result: CNNResult) -> dict[str, Any]:
     """Steps to first reach loss levels (smoothed), fixed and relative to the baseline."""
-    w = _window(result)
-    out: dict[str, Any] = {"smoothing_window": w, "fixed_levels": [], "baseline_levels": {}}
-    runs = _runs(result)
-    for level in _DATA_LEVELS:
-        out["fixed_levels"].append(
-            {"series": "data_loss", "level": level,
-             **{r.name: _first_step(_smooth(r.data_loss, w), level) for r in runs}}
-        )
+    w, runs = _window(result), _runs(result)
+    smoothed = {r.name: moving_average(r.data_loss, w) for r in runs}
+    fixed = [{"series": "data_loss", "level": level, **{n: _first_step(v, level) for n, v in smoothed.items()}}
+             for level in _DATA_LEVELS]
+    out: dict[str, Any] = {"smoothing_window": w, "fixed_levels": fixed, "baseline_levels": {}}
     if result.baseline is not None and result.overparameterized is not None:
         for series in ("loss", "data_loss"):
-            b = _smooth(getattr(result.baseline, series), w)
-            o = _smooth(getattr(result.overparameterized, series), w)
-            rows = []
-            for frac in (0.1, 0.25, 0.5, 1.0):
-                s_b = max(0, round(frac * result.num_steps) - 1)
-                rows.append({"fraction": frac, "baseline_step": s_b, "level": float(b[s_b]),
-                             "overparameterized_step": _first_step(o, float(b[s_b]))})
-            out["baseline_levels"][series] = rows
+            b = moving_average(getattr(result.baseline, series), w)
+            o = moving_average(getattr(result.overparameterized, series), w)
+            steps = {frac: max(0, round(frac * result.num_steps) - 1) for frac in (0.1, 0.25, 0.5, 1.0)}
+            out["baseline_levels"][series] = [
+                {"fraction": frac, "baseline_step": s, "level": float(b[s]),
+                 "overparameterized_step": _first_step(o, float(b[s]))} for frac, s in steps.items()]
     return out
-
-
-def _fmt_step(s: int | None) -> str:
-    return "—" if s is None else str(s)
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
-
-
-def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
-    """A markdown table; ``align`` has one letter per column, ``l`` or ``r``."""
-    rule = "|" + "".join("---|" if a == "l" else "---:|" for a in align)
-    return ["| " + " | ".join(header) + " |", rule, *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def _summary_markdown(result: CNNResult, milestones: dict[str, Any]) -> str:
     """A markdown report: parameter counts, steps to loss levels, accuracies, timing."""
     c, runs, w = result.config, _runs(result), milestones["smoothing_window"]
     names, both = [r.name for r in runs], len(runs) == 2
-    lines = [
-        "# E3: MNIST ConvNet, baseline vs linearly overparameterized dense layers [ACH18]",
-        "",
-        (f"TensorFlow-tutorial ConvNet, {result.num_steps} steps of SGD (momentum {c.momentum}, "
-         f"batch {c.batch_size}, lr {c.learning_rate} × {c.decay_rate} per epoch of "
-         f"{result.train_size} images), dropout keep {c.keep_prob}, L2 {c.weight_decay:g} on the "
-         f"dense layers (twin: on the {'end-to-end products' if c.l2_target == 'product' else 'factors'}), "
-         f"seed {c.seed}. Same initial function, batches and dropout masks for both nets; "
-         "the twin's added matrices start at the identity."),
-        "",
-        *_table(["net", "parameters", "first step (s)", "steps/s", "final test acc.", "best test acc.",
-                 "final val. acc."],
-                [[r.name, f"{r.param_count:,}", f"{r.first_step_seconds:.1f}", f"{r.steps_per_second:.2f}",
-                  _pct(r.test_accuracy[-1]), _pct(np.max(r.test_accuracy)),
-                  _pct(r.validation_accuracy[-1]) if r.validation_accuracy.size else "—"] for r in runs],
-                "lrrrrrr"),
-    ]
-    if both:
-        lines += ["", _extra_parameters(runs, "The twin has {extra:,} more parameters (+{percent:.1f} %).")]
-    rows = []
+    levels = []
     for row in milestones["fixed_levels"]:
         b, o = row[names[0]], row[names[-1]]
         ratio = [f"{b / o:.2f}" if b is not None and o not in (None, 0) else "—"] if both else []
-        rows.append([f"{row['level']:g}", *(_fmt_step(row[n]) for n in names), *ratio])
-    lines += ["", f"## Steps to first reach a cross-entropy level (without L2; trailing mean over {w} steps)",
-              "", *_table(["level", *names, *["ratio"] * both], rows, "r" * len(rows[0]))]
+        levels.append([f"{row['level']:g}", *(format_value(row[n]) for n in names), *ratio])
+    twin = []
     for series, title in (("loss", "objective (with L2)"), ("data_loss", "cross-entropy (without L2)")):
-        if series not in milestones["baseline_levels"]:
-            continue
-        rows = []
-        for row in milestones["baseline_levels"][series]:
-            o = row["overparameterized_step"]
-            speed = f"{(row['baseline_step'] + 1) / (o + 1):.2f}×" if o is not None else "never"
-            rows.append([str(row["baseline_step"]), f"{row['level']:.4g}", _fmt_step(o), speed])
-        lines += ["", f"## Steps for the twin to reach the baseline's {title} (trailing mean over {w} steps)",
-                  "", *_table(["baseline at step", "its level", "twin first reaches it at", "speed-up"],
-                              rows, "rrrr")]
+        if series in milestones["baseline_levels"]:
+            twin += [f"## Steps for the twin to reach the baseline's {title} (trailing mean over {w} steps)",
+                     markdown_table(["baseline at step", "its level", "twin first reaches it at", "speed-up"],
+                                    [_twin_row(row) for row in milestones["baseline_levels"][series]], "rrrr")]
     final = [(r.name, float(np.mean(r.loss[-w:])), float(np.mean(r.data_loss[-w:]))) for r in runs]
-    lines += ["", f"## Final losses (trailing mean over the last {w} steps)", "",
-              *_table(["net", "objective (with L2)", "cross-entropy", "L2 term"],
-                      [[n, f"{t:.4g}", f"{d:.4g}", f"{t - d:.4g}"] for n, t, d in final], "lrrr"),
-              "", "## Test accuracy after each epoch", "",
-              *_table(["updates", *names],
-                      [[str(s), *(_pct(r.test_accuracy[i]) for r in runs)] for i, s in enumerate(runs[0].eval_step)],
-                      "r" * (1 + len(runs))),
-              "", "Times: " + "; ".join(f"{r.name} {r.train_seconds:.0f} s training + {r.eval_seconds:.0f} s "
-                                        "evaluation" for r in runs) + f" ({jax.default_backend()}).", ""]
-    return "\n".join(lines)
+    return markdown(
+        "# E3: MNIST ConvNet, baseline vs linearly overparameterized dense layers [ACH18]",
+        f"TensorFlow-tutorial ConvNet, {result.num_steps} steps of SGD (momentum {c.momentum}, "
+        f"batch {c.batch_size}, lr {c.learning_rate} × {c.decay_rate} per epoch of "
+        f"{result.train_size} images), dropout keep {c.keep_prob}, L2 {c.weight_decay:g} on the "
+        f"dense layers (twin: on the {'end-to-end products' if c.l2_target == 'product' else 'factors'}), "
+        f"seed {c.seed}. Same initial function, batches and dropout masks for both nets; "
+        "the twin's added matrices start at the identity.",
+        markdown_table(["net", "parameters", "first step (s)", "steps/s", "final test acc.", "best test acc.",
+                        "final val. acc."],
+                       [[r.name, f"{r.param_count:,}", f"{r.first_step_seconds:.1f}", f"{r.steps_per_second:.2f}",
+                         format_percent(r.test_accuracy[-1]), format_percent(np.max(r.test_accuracy)),
+                         format_percent(r.validation_accuracy[-1]) if r.validation_accuracy.size else "—"]
+                        for r in runs], "lrrrrrr"),
+        _extra_parameters(runs, "The twin has {extra:,} more parameters (+{percent:.1f} %).") if both else [],
+        f"## Steps to first reach a cross-entropy level (without L2; trailing mean over {w} steps)",
+        markdown_table(["level", *names, *["ratio"] * both], levels, "r" * (1 + len(names) + both)),
+        *twin,
+        f"## Final losses (trailing mean over the last {w} steps)",
+        markdown_table(["net", "objective (with L2)", "cross-entropy", "L2 term"],
+                       [[n, f"{t:.4g}", f"{d:.4g}", f"{t - d:.4g}"] for n, t, d in final], "lrrr"),
+        "## Test accuracy after each epoch",
+        markdown_table(["updates", *names], [[str(s), *(format_percent(r.test_accuracy[i]) for r in runs)]
+                                             for i, s in enumerate(runs[0].eval_step)], "r" * (1 + len(runs))),
+        "Times: " + "; ".join(f"{r.name} {r.train_seconds:.0f} s training + {r.eval_seconds:.0f} s evaluation"
+                              for r in runs) + f" ({jax.default_backend()}).",
+    )
+
+
+def _twin_row(row: dict[str, Any]) -> list[str]:
+    b, o = row["baseline_step"], row["overparameterized_step"]
+    return [str(b), f"{row['level']:.4g}", format_value(o), "never" if o is None else f"{(b + 1) / (o + 1):.2f}×"]
 
 
 def _extra_parameters(runs: list[CNNRun], template: str) -> str:
@@ -795,11 +763,11 @@ def _extra_parameters(runs: list[CNNRun], template: str) -> str:
 
 def _loss_figure(result: CNNResult):
     """Batch loss vs step for both nets, log y: objective, cross-entropy, and the L2 term."""
-    from matplotlib.figure import Figure
-
     w = _window(result)
-    fig = Figure(figsize=(15, 4.2))
-    axes = fig.subplots(1, 3, sharex=True)
+    fig, (axes,) = figure_panels(
+        1, 3, panel_size=(5, 4.2), sharex=True, xlabel="step",
+        ylabel=f"batch loss (faint: raw, bold: centered mean over {w} steps)",
+        title="E3: MNIST ConvNet, dense layers overparameterized by linear layers [ACH18]")
     colors = {"baseline": "tab:blue", "overparameterized": "tab:red"}
     panels = (
         ("objective: cross-entropy + L2", lambda r: r.loss),
@@ -811,16 +779,12 @@ def _loss_figure(result: CNNResult):
             v = series(r)
             steps = np.arange(len(v))
             ax.plot(steps, v, color=colors[r.name], alpha=0.25, lw=0.5)
-            ax.plot(steps, _smooth(v, w, centered=True), color=colors[r.name], lw=1.6,
+            ax.plot(steps, moving_average(v, w, centered=True), color=colors[r.name], lw=1.6,
                     label=f"{r.name} ({r.param_count:,} params)")
         if all(np.all(series(r) > 0) for r in _runs(result)):
             ax.set_yscale("log")
-        ax.set_xlabel("step")
         ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel(f"batch loss (faint: raw, bold: centered mean over {w} steps)")
     axes[0].legend()
-    fig.suptitle("E3: MNIST ConvNet, dense layers overparameterized by linear layers [ACH18]")
     return fig
 
 
@@ -846,9 +810,9 @@ def _write_outputs(result: CNNResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``cnn_results.json``, ``cnn_loss.png`` and ``cnn_summary.md`` into ``out_dir``."""
     milestones = _milestones(result)
     caption = "E3: batch loss of the MNIST ConvNet and its linearly overparameterized twin"
-    return report.write_outputs(out_dir, "cnn", document=_document(result, milestones),
-                                summary=_summary_markdown(result, milestones),
-                                figures={"loss": (_loss_figure(result), caption)})
+    return write_outputs(out_dir, "cnn", document=_document(result, milestones),
+                         summary=_summary_markdown(result, milestones),
+                         figures={"loss": (_loss_figure(result), caption)})
 
 
 def _summary_lines(result: CNNResult) -> list[str]:

@@ -99,12 +99,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from overparam_jax._validation import require_int, require_positive
-from overparam_jax.analysis import first_hit, significant
+from overparam_jax.analysis import first_hit, last_finite, max_finite, significant
 from overparam_jax.checkpoint import CheckpointDir, array_digest
 from overparam_jax.datasets import Whitened, load_gas_ethanol, whiten
 from overparam_jax.dynamics import GradientDescent, simulate
 from overparam_jax.experiments import Experiment
-from overparam_jax.experiments.report import write_outputs
+from overparam_jax.experiments.report import (
+    figure_panels,
+    format_value,
+    load_average,
+    log_spaced_indices,
+    markdown,
+    markdown_table,
+    write_outputs,
+)
 from overparam_jax.losses import whitened_l2_loss
 from overparam_jax.networks import balancedness, deficiency_margin, end_to_end
 from overparam_jax.runner import ProgressFn, run_chunks
@@ -324,7 +332,7 @@ def run_init_experiment(config: InitConfig, problem: Whitened | None = None, *,
     problem = _load_problem() if problem is None else problem
     if problem.Phi.ndim != 2 or problem.Phi.shape[0] != 1:
         raise ValueError(f"`problem.Phi` must have shape (1, d_0), but has shape {problem.Phi.shape}.")
-    start, load_start = time.perf_counter(), _load_average()
+    start, load_start = time.perf_counter(), load_average()[0]
     depths = {int(d): _run_depth(int(d), config, problem, progress, checkpoint) for d in config.depths}
     return InitResult(
         config=config,
@@ -335,7 +343,7 @@ def run_init_experiment(config: InitConfig, problem: Whitened | None = None, *,
         depths=depths,
         seconds=time.perf_counter() - start,
         margin_dtype=_MARGIN_DTYPE,
-        load_average=(load_start, _load_average()),
+        load_average=(load_start, load_average()[0]),
     )
 
 
@@ -394,7 +402,7 @@ def _run_depth(depth: int, config: InitConfig, problem: Whitened, progress: Prog
         loss[records["runs"][:, None], columns] = records["loss"]
         bal[records["runs"][:, None], columns] = records["balancedness"]
     ran = steps <= stopped[:, None]
-    final_loss = _finite_last(loss, ran).reshape(shape)
+    final_loss = last_finite(loss, ran).reshape(shape)
 
     # 5. Per cell: the best learning rate (the earliest first hit; lowest lr on ties), the
     # margin at its hit, and the run shown (the best, else the one `_shown_run` picks).
@@ -413,7 +421,7 @@ def _run_depth(depth: int, config: InitConfig, problem: Whitened, progress: Prog
     at_hit = _sigma_min(problem.Phi) - np.sqrt(2.0 * final_loss.ravel()[shown_runs])  # sqrt(2ℓ) = ‖W_e − Φ‖
     return DepthResult(
         depth=depth, first_hit=first, status=status, stopped_at=stopped,
-        max_balancedness=_finite_max(bal, ran).reshape(shape), final_loss=final_loss,
+        max_balancedness=max_finite(bal, ran).reshape(shape), final_loss=final_loss,
         best_iterations=best_it, best_lr_index=best_lr, loss_init=loss_init,
         balancedness_init=bal_init, margin_init=margin_init,
         margin_at_hit=np.where(best_lr >= 0, at_hit, np.nan), curves=curves,
@@ -506,28 +514,8 @@ def _shown_run(status: np.ndarray, stopped: np.ndarray, final_loss: np.ndarray) 
     return max(np.flatnonzero(alive).tolist(), key=lambda l: (stopped[l], -loss[l]))
 
 
-def _finite_max(x: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Per row, the largest finite entry of ``x`` where ``where`` (NaN if none)."""
-    ok = where & np.isfinite(x)
-    return np.where(ok.any(axis=-1), np.max(np.where(ok, x, -np.inf), axis=-1), np.nan)
-
-
-def _finite_last(x: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """Per row, the last finite entry of ``x`` where ``where`` (NaN if none)."""
-    ok = where & np.isfinite(x)
-    last = x.shape[-1] - 1 - np.argmax(ok[:, ::-1], axis=-1)
-    return np.where(ok.any(axis=-1), x[np.arange(x.shape[0]), last], np.nan)
-
-
 def _sigma_min(Phi: np.ndarray) -> float:
     return float(np.linalg.svd(Phi, compute_uv=False)[-1])
-
-
-def _load_average() -> float:
-    try:
-        return float(os.getloadavg()[0])
-    except OSError:  # not available on this platform
-        return float("nan")
 
 
 # --------------------------------------------------------------------------------------
@@ -675,16 +663,7 @@ def _status_counts(d: DepthResult, i: int) -> dict[str, int]:
 
 def _shown_max_balancedness(d: DepthResult) -> np.ndarray:
     """``(init, seed, std)``: the largest balancedness along each cell's run shown."""
-    return np.array([[[_finite_max(cv["balancedness"][None], True)[0] for cv in row] for row in block]
-                     for block in d.curves])
-
-
-def _thin(n: int, points: int = 300) -> np.ndarray:
-    """About ``points`` indices of ``range(n)``, log-spaced, first and last included."""
-    if n <= points:
-        return np.arange(n)
-    idx = np.unique(np.round(np.logspace(0, math.log10(n), points)).astype(int) - 1)
-    return np.unique(np.concatenate([[0], idx, [n - 1]]))
+    return np.array([[[max_finite(cv["balancedness"]) for cv in row] for row in block] for block in d.curves])
 
 
 def _document(result: InitResult) -> dict[str, Any]:
@@ -696,30 +675,30 @@ def _document(result: InitResult) -> dict[str, Any]:
         for (i, init), (s, seed), (k, std) in itertools.product(
                 enumerate(INITS), enumerate(c.seeds), enumerate(c.init_stds)):
             cv = d.curves[i][s][k]
-            idx = _thin(cv["step"].size)
+            idx = log_spaced_indices(cv["step"].size)
             curves.append({"init": init, "seed": seed, "std": std,
-                           "learning_rate": c.learning_rates[cv["lr_index"]],
-                           "step": cv["step"][idx].tolist(), "loss": significant(cv["loss"][idx]).tolist(),
-                           "balancedness": significant(cv["balancedness"][idx]).tolist()})
+                           "learning_rate": c.learning_rates[cv["lr_index"]], "step": cv["step"][idx],
+                           "loss": significant(cv["loss"][idx]),
+                           "balancedness": significant(cv["balancedness"][idx])})
         depths[str(depth)] = {
             "runs": {
                 "axes": ["init", "seed", "learning_rate", "std"],
-                "first_hit": d.first_hit.tolist(),
-                "status": np.asarray(STATUSES)[d.status].tolist(),
-                "stopped_at": d.stopped_at.tolist(),
-                "max_balancedness": significant(d.max_balancedness).tolist(),
-                "final_loss": significant(d.final_loss).tolist(),
+                "first_hit": d.first_hit,
+                "status": np.asarray(STATUSES)[d.status],
+                "stopped_at": d.stopped_at,
+                "max_balancedness": significant(d.max_balancedness),
+                "final_loss": significant(d.final_loss),
             },
             "cells": {
                 "axes": ["init", "seed", "std"],
-                "best_iterations": d.best_iterations.tolist(),
+                "best_iterations": d.best_iterations,
                 "best_learning_rate": [[[c.learning_rates[k] if k >= 0 else None for k in row]
                                         for row in block] for block in d.best_lr_index],
-                "loss_init": significant(d.loss_init, 10).tolist(),
-                "balancedness_init": significant(d.balancedness_init).tolist(),
-                "margin_init": significant(d.margin_init, 10).tolist(),
-                "margin_at_hit": significant(d.margin_at_hit).tolist(),
-                "max_balancedness_shown_run": significant(_shown_max_balancedness(d)).tolist(),
+                "loss_init": significant(d.loss_init, 10),
+                "balancedness_init": significant(d.balancedness_init),
+                "margin_init": significant(d.margin_init, 10),
+                "margin_at_hit": significant(d.margin_at_hit),
+                "max_balancedness_shown_run": significant(_shown_max_balancedness(d)),
             },
             "converged_stds": {init: {"all_seeds": int(_converged_stds(d, i)[0].sum()),
                                       "some_seed": int(_converged_stds(d, i)[1].sum()),
@@ -748,110 +727,78 @@ def _document(result: InitResult) -> dict[str, Any]:
 def _summary(result: InitResult) -> str:
     """A markdown report: protocol, what the paper saw, the converged counts and every cell."""
     c = result.config
-    stds = np.asarray(c.init_stds)
-    lrs = np.asarray(c.learning_rates)
-    S = len(c.seeds)
-    lines = [
+    stds, lrs, S = np.asarray(c.init_stds), np.asarray(c.learning_rates), len(c.seeds)
+    overview, per_depth = [], []
+    for depth, d in result.depths.items():
+        max_bal, cells = _shown_max_balancedness(d), [[f"{std:.3g}"] for std in stds]
+        for i, init in enumerate(INITS):
+            all_ok, some_ok = _converged_stds(d, i)
+            converged = d.best_iterations[i] >= 0
+            its = d.best_iterations[i][converged]
+            used = sorted({float(lrs[k]) for k in d.best_lr_index[i].ravel() if k >= 0})
+            overview.append([
+                str(depth), init, f"{int(all_ok.sum())} / {len(stds)}", f"{int(some_ok.sum())} / {len(stds)}",
+                f"{stds[all_ok].min():.3g} … {stds[all_ok].max():.3g}" if all_ok.any() else "none",
+                f"{np.median(its):,.0f}" if its.size else "—", ", ".join(f"{x:.3g}" for x in used) or "—",
+                format_value(max_bal[i][converged].max() if converged.any() else None, ".3g")])
+            for k, row in enumerate(cells):  # seed 0
+                it, li = int(d.best_iterations[i, 0, k]), int(d.best_lr_index[i, 0, k])
+                row += ["not converged" if it < 0 else f"{it:,}", format_value(lrs[li] if li >= 0 else None, ".3g"),
+                        f"{d.margin_init[i, 0, k]:.3g}", f"{max_bal[i, 0, k]:.3g}"]
+        outcomes = "; ".join(f"{init}: " + ", ".join(f"{n} {v}" for n, v in _status_counts(d, i).items() if v)
+                             for i, init in enumerate(INITS))
+        fewer = d.status.size * c.max_steps / max(d.executed_run_steps, 1)
+        per_depth += [
+            f"## Depth {depth}: every cell (seed {c.seeds[0]}; iterations at the best learning rate)",
+            markdown_table(["std", "balanced: iterations", "lr", "margin at init", "max bal.",
+                            "Gaussian: iterations", "lr", "margin at init", "max bal."], cells, "r" * 9),
+            [f"Run outcomes (all learning rates, seeds and stds): {outcomes}.",
+             f"GD steps executed: {d.executed_run_steps:,} over {d.status.size} runs ({fewer:,.0f}× fewer "
+             f"than running every run to the cap); {d.seconds:.0f} s."]]
+    return markdown(
         "# E2: balanced vs layer-wise Gaussian initialization across depths [ACGH19]",
-        "",
         f"Gas-sensor Ethanol data, PCA-whitened ({result.input_dim} directions), labels scaled by "
         f"{result.label_scale:.4g} so that ‖Φ‖_F = {result.phi_norm:.6g}; whitened ℓ2 loss "
         "½‖W_e − Φ‖², optimum 0 at W_e = Φ. Hidden width "
         f"{c.hidden_width}, depths {', '.join(map(str, c.depths))}; full-batch GD in {c.dtype}.",
-        "",
-        f"* Init stds: {len(stds)} values, {stds.min():.3g} … {stds.max():.3g} (log-spaced); "
-        "layer-wise Gaussian = every W_j i.i.d. N(0, std²); balanced = ACGH19 Procedure 1 on an "
-        "end-to-end matrix with i.i.d. N(0, std²) entries.",
-        f"* Learning rates: {len(lrs)} values, {lrs.min():.3g} … {lrs.max():.3g} (log-spaced); each "
-        f"(init, seed, std) cell takes the best. Seeds: {', '.join(map(str, c.seeds))}.",
-        f"* Converged = loss ≤ {c.target:g} (the optimum is 0) within {c.max_steps:,} iterations. "
-        f"Iterations are the first recorded step with loss ≤ {c.target:g}: recorded every "
-        f"{c.fine_every} steps up to {c.fine_steps:,}, every {c.coarse_every} after (an upper "
-        "bound, at most one interval late).",
-        "* Runs are stopped once their outcome cannot change the cell's best: `dominated` (another "
-        "learning rate of the cell already converged earlier), `certified` (a norm bound proves "
-        "the loss cannot reach the target before the cap; see the module docstring), besides "
-        "`converged`, `diverged` and `capped` (ran to the cap).",
-        "",
+        [f"* Init stds: {len(stds)} values, {stds.min():.3g} … {stds.max():.3g} (log-spaced); "
+         "layer-wise Gaussian = every W_j i.i.d. N(0, std²); balanced = ACGH19 Procedure 1 on an "
+         "end-to-end matrix with i.i.d. N(0, std²) entries.",
+         f"* Learning rates: {len(lrs)} values, {lrs.min():.3g} … {lrs.max():.3g} (log-spaced); each "
+         f"(init, seed, std) cell takes the best. Seeds: {', '.join(map(str, c.seeds))}.",
+         f"* Converged = loss ≤ {c.target:g} (the optimum is 0) within {c.max_steps:,} iterations. "
+         f"Iterations are the first recorded step with loss ≤ {c.target:g}: recorded every "
+         f"{c.fine_every} steps up to {c.fine_steps:,}, every {c.coarse_every} after (an upper "
+         "bound, at most one interval late).",
+         "* Runs are stopped once their outcome cannot change the cell's best: `dominated` (another "
+         "learning rate of the cell already converged earlier), `certified` (a norm bound proves "
+         "the loss cannot reach the target before the cap; see the module docstring), besides "
+         "`converged`, `diverged` and `capped` (ran to the cap)."],
         "## Paper vs measured",
-        "",
         "ACGH19 (THEORY.md §8, E2): layer-wise Gaussian init converges only inside a narrow window "
         "of stds that shrinks with depth (at depth 8 most runs fail); balanced init converges "
         "across the whole range, and its balancedness stays small along the trajectory.",
-        "",
-        f"| depth | init | stds converged ({f'all {S} seeds' if S > 1 else f'seed {c.seeds[0]}'}) | "
-        "(some seed) | window | median iterations | best lrs used | max balancedness, best runs |",
-        "|---:|---|---:|---:|---|---:|---|---:|",
-    ]
-    for depth, d in result.depths.items():
-        max_bal = _shown_max_balancedness(d)
-        for i, init in enumerate(INITS):
-            all_ok, some_ok = _converged_stds(d, i)
-            its = d.best_iterations[i][d.best_iterations[i] >= 0]
-            used = sorted({float(lrs[k]) for k in d.best_lr_index[i].ravel() if k >= 0})
-            conv_bal = max_bal[i][d.best_iterations[i] >= 0]
-            window = f"{stds[all_ok].min():.3g} … {stds[all_ok].max():.3g}" if all_ok.any() else "none"
-            lines.append(
-                f"| {depth} | {init} | {int(all_ok.sum())} / {len(stds)} | {int(some_ok.sum())} / "
-                f"{len(stds)} | {window} | "
-                f"{f'{np.median(its):,.0f}' if its.size else '—'} | "
-                f"{', '.join(f'{x:.3g}' for x in used) or '—'} | "
-                f"{f'{conv_bal.max():.3g}' if conv_bal.size else '—'} |"
-            )
-    for depth, d in result.depths.items():
-        max_bal = _shown_max_balancedness(d)
-        lines += [
-            "",
-            f"## Depth {depth}: every cell (seed {c.seeds[0]}; iterations at the best learning rate)",
-            "",
-            "| std | balanced: iterations | lr | margin at init | max bal. | "
-            "Gaussian: iterations | lr | margin at init | max bal. |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for k, std in enumerate(stds):
-            cells = []
-            for i in range(len(INITS)):
-                it, li = int(d.best_iterations[i, 0, k]), int(d.best_lr_index[i, 0, k])
-                cells += ["not converged" if it < 0 else f"{it:,}", f"{lrs[li]:.3g}" if li >= 0 else "—",
-                          f"{d.margin_init[i, 0, k]:.3g}", f"{max_bal[i, 0, k]:.3g}"]
-            lines.append(f"| {std:.3g} | " + " | ".join(cells) + " |")
-        lines += ["", "Run outcomes (all learning rates, seeds and stds): " + "; ".join(
-            f"{init}: " + ", ".join(f"{n} {v}" for n, v in _status_counts(d, i).items() if v)
-            for i, init in enumerate(INITS)) + "."]
-        full = d.status.size * c.max_steps
-        lines.append(
-            f"GD steps executed: {d.executed_run_steps:,} over {d.status.size} runs "
-            f"({full / max(d.executed_run_steps, 1):,.0f}× fewer than running every run to the cap); "
-            f"{d.seconds:.0f} s."
-        )
-    lines += [
-        "",
+        markdown_table(["depth", "init", f"stds converged ({f'all {S} seeds' if S > 1 else f'seed {c.seeds[0]}'})",
+                        "(some seed)", "window", "median iterations", "best lrs used",
+                        "max balancedness, best runs"], overview, "rlrrlrlr"),
+        *per_depth,
         "Margin = deficiency margin σ_min(Φ) − ‖W_e(0) − Φ‖_F at init (ACGH19; positive margin plus "
         f"approximate balance guarantees convergence), computed in {result.margin_dtype}; "
         "|margin| ≲ 1e-16 is round-off (W_e(0) ≈ 0). Max bal. = the largest "
         "max_j ‖W_{j+1}ᵀW_{j+1} − W_jW_jᵀ‖_F along the run shown (the best learning rate, or the "
         "longest-running one for a cell that did not converge).",
-        "",
         f"Wall time {result.seconds:.0f} s on {jax.default_backend()} with {os.cpu_count()} CPUs; "
         f"1-minute load average {result.load_average[0]:.1f} at the start, "
         f"{result.load_average[1]:.1f} at the end (other jobs shared the machine when it exceeds "
         "the CPU count).",
-    ]
-    return "\n".join(lines) + "\n"
+    )
 
 
-def _std_panels(result: InitResult, title: str, ylabel: str):
-    """A figure with one panel per depth, init std (log scale) on the x-axis."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.2 * len(result.depths), 4.2))
-    axes = np.atleast_1d(fig.subplots(1, len(result.depths), sharey=True))
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("init std")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel(ylabel)
-    fig.suptitle(title)
+def _std_panels(result: InitResult, title: str, ylabel: str, **scales):
+    """A figure with one panel per depth, init std (log scale) on the x-axis: the figure and
+    ``(axis, (depth, DepthResult))`` pairs."""
+    fig, (axes,) = figure_panels(1, len(result.depths), panel_size=(5.2, 4.2), title=title, xlabel="init std",
+                                 ylabel=ylabel, xscale="log", sharey=True, **scales)
     return fig, zip(axes, result.depths.items())
 
 
@@ -860,13 +807,12 @@ def _iterations_figure(result: InitResult):
     c = result.config
     stds = np.asarray(c.init_stds)
     fig, panels = _std_panels(result, "E2: iterations to converge vs init std [ACGH19], whitened "
-                              "gas-sensor Ethanol", f"iterations to loss ≤ {c.target:g} (best lr)")
+                              "gas-sensor Ethanol", f"iterations to loss ≤ {c.target:g} (best lr)", yscale="log")
     for ax, (depth, d) in panels:
         for i, init in enumerate(INITS):
             its = d.best_iterations[i].astype(float)  # (S, C)
             conv = its >= 0
-            median = np.array([np.median(its[conv[:, k], k]) if conv[:, k].all() else np.nan
-                               for k in range(stds.size)])
+            median = np.where(conv.all(axis=0), np.median(its, axis=0), np.nan)  # where every seed converged
             ax.plot(stds, median, "o-", color=_COLORS[init], label=_LABELS[init], ms=5)
             for s in range(its.shape[0]):
                 ok = conv[s]
@@ -875,7 +821,6 @@ def _iterations_figure(result: InitResult):
                         ms=9, mew=2)
         ax.axhline(c.max_steps, color="0.4", ls="--", lw=1)
         ax.text(stds.min(), c.max_steps * 1.25, "cap: × = not converged", fontsize=8, color="0.3")
-        ax.set_yscale("log")
         ax.set_title(f"depth {depth}, hidden width {c.hidden_width}")
         if depth == c.depths[0]:
             ax.legend(loc="lower left")
@@ -887,39 +832,27 @@ def _balancedness_figure(result: InitResult):
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
-    from matplotlib.figure import Figure
 
-    c = result.config
-    stds = np.asarray(c.init_stds)
-    norm = LogNorm(stds.min(), stds.max())
-    cmap = colormaps["viridis"]
-    depths = list(result.depths)
-    fig = Figure(figsize=(11, 3.8 * len(depths)), layout="constrained")
-    axes = np.asarray(fig.subplots(len(depths), len(INITS), sharey=True, squeeze=False))
-    floor = 1e-12
-    for row, depth in enumerate(depths):
-        d = result.depths[depth]
-        for i, init in enumerate(INITS):
-            ax = axes[row, i]
-            for k, std in enumerate(stds):
-                curve = d.curves[i][0][k]
-                steps, bal = curve["step"], np.maximum(curve["balancedness"], floor)
-                ok = d.best_iterations[i, 0, k] >= 0
-                ax.plot(steps + 1, bal, color=cmap(norm(std)), lw=1.2 if ok else 0.8,
-                        ls="-" if ok else ":")
-                if ok:
-                    ax.plot(steps[-1] + 1, bal[-1], "o", color=cmap(norm(std)), ms=3)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_title(f"depth {depth}, {_LABELS[init]} init")
-            ax.grid(True, which="both", alpha=0.3)
-            if row == len(depths) - 1:
-                ax.set_xlabel("iteration + 1")
-        axes[row, 0].set_ylabel("balancedness δ")
+    stds, depths, floor = np.asarray(result.config.init_stds), list(result.depths), 1e-12
+    norm, cmap = LogNorm(stds.min(), stds.max()), colormaps["viridis"]
+    fig, axes = figure_panels(
+        len(depths), len(INITS), panel_size=(5.5, 3.8), layout="constrained", sharey=True,
+        xscale="log", yscale="log", ylabel="balancedness δ",
+        title="E2: balancedness δ = max_j ‖W_{j+1}ᵀW_{j+1} − W_jW_jᵀ‖_F along the best-lr run\n"
+              f"(dotted: cell not converged, longest run shown; • first hit; δ < {floor:g} drawn at {floor:g})")
+    for (row, depth), (i, init) in itertools.product(enumerate(depths), enumerate(INITS)):
+        ax, d = axes[row, i], result.depths[depth]
+        for k, std in enumerate(stds):
+            curve = d.curves[i][0][k]
+            steps, bal = curve["step"], np.maximum(curve["balancedness"], floor)
+            ok = d.best_iterations[i, 0, k] >= 0
+            ax.plot(steps + 1, bal, color=cmap(norm(std)), lw=1.2 if ok else 0.8, ls="-" if ok else ":")
+            if ok:
+                ax.plot(steps[-1] + 1, bal[-1], "o", color=cmap(norm(std)), ms=3)
+        ax.set_title(f"depth {depth}, {_LABELS[init]} init")
+    for ax in axes[-1]:
+        ax.set_xlabel("iteration + 1")
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label="init std")
-    fig.suptitle("E2: balancedness δ = max_j ‖W_{j+1}ᵀW_{j+1} − W_jW_jᵀ‖_F along the best-lr run\n"
-                 f"(dotted: cell not converged, longest run shown; • first hit; δ < {floor:g} "
-                 f"drawn at {floor:g})")
     return fig
 
 

@@ -4,14 +4,27 @@ An experiment's module computes a result and turns it into a JSON-ready *documen
 markdown *summary* and *figures*; :func:`write_outputs` writes them under one prefix
 (``<prefix>_results.json``, ``<prefix>_summary.md``, ``<prefix>_<name>.png``) with the run
 metadata (library versions, backend, devices, time) in the JSON and in each PNG, atomically
-(a killed run never leaves a half-written file). :func:`band` draws the usual figure
-element: the median over seeds with a min–max band, each seed cut at its divergence.
+(a killed run never leaves a half-written file). The pieces they are built from:
+
+* the summary: :func:`markdown` joins blocks (headings, paragraphs, lists, tables) and
+  :func:`markdown_table` lays out a table; cells come from :func:`format_value` (``"—"``
+  for a missing value), :func:`format_steps` (``"240"``, ``"250k"``, ``"1·10⁶"``) and
+  :func:`format_percent`;
+* the figures: :func:`figure_panels` makes a grid of panels with shared labels, scales and
+  grid lines, and :func:`band` draws the usual element: the median over seeds with a
+  min–max band, each seed cut at its divergence;
+* the document: curves go in as arrays rounded by
+  :func:`overparam_jax.analysis.significant` (non-finite values become ``"nan"``/``"inf"``
+  strings when written), long ones thinned by :func:`log_spaced_indices`; the machine's
+  :func:`load_average` goes beside the wall times.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +32,150 @@ import numpy as np
 
 from overparam_jax.results import atomic_write_text, save_figure, write_json
 
-__all__ = ["band", "write_outputs"]
+__all__ = [
+    "band",
+    "figure_panels",
+    "format_percent",
+    "format_steps",
+    "format_value",
+    "load_average",
+    "log_spaced_indices",
+    "markdown",
+    "markdown_table",
+    "write_outputs",
+]
+
+
+# --------------------------------------------------------------------------------------
+# The markdown summary
+# --------------------------------------------------------------------------------------
+
+
+def format_value(value: Any, spec: str = ".4g") -> str:
+    """A table cell: ``"—"`` for ``None``, a float by ``spec``, anything else by ``str``.
+
+    Examples:
+        >>> format_value(3.14159), format_value(None), format_value(1000), format_value(0.5, ".1%")
+        ('3.142', '—', '1000', '50.0%')
+    """
+    if value is None:
+        return "—"
+    return format(value, spec) if isinstance(value, (float, np.floating)) else str(value)
+
+
+def format_steps(n: int) -> str:
+    """A step count in a heading: whole thousands as ``"250k"``, whole millions as ``"2·10⁶"``.
+
+    Examples:
+        >>> format_steps(240), format_steps(250_000), format_steps(1_000_000), format_steps(1500)
+        ('240', '250k', '1·10⁶', '1500')
+    """
+    if n >= 1000 and n % 1000 == 0:
+        k = n // 1000
+        return f"{k // 1000}·10⁶" if k % 1000 == 0 else f"{k}k"
+    return str(n)
+
+
+def format_percent(fraction: float, digits: int = 2) -> str:
+    """``fraction`` as a percentage, e.g. ``format_percent(0.934) == "93.40 %"``."""
+    return f"{100 * fraction:.{digits}f} %"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> list[str]:
+    """The lines of a markdown table.
+
+    Args:
+        header: the column titles.
+        rows: the cells, already formatted, one sequence per row.
+        align: one letter per column, ``"l"`` (left) or ``"r"`` (right).
+
+    Raises:
+        ValueError: ``align`` or a row does not have one entry per column.
+
+    Examples:
+        >>> print("\\n".join(markdown_table(["net", "accuracy"], [["baseline", "90.90 %"]], "lr")))
+        | net | accuracy |
+        |---|---:|
+        | baseline | 90.90 % |
+    """
+    if len(align) != len(header) or set(align) - {"l", "r"}:
+        raise ValueError(f"`align` must have one letter l or r per column ({len(header)}), but is {align!r}.")
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"Every row must have {len(header)} cells, but {list(row)!r} has {len(row)}.")
+    rule = "|" + "".join("---|" if a == "l" else "---:|" for a in align)
+    return ["| " + " | ".join(header) + " |", rule, *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def markdown(*blocks: str | Sequence[str]) -> str:
+    """A markdown document: ``blocks`` (a line, or a sequence of lines such as a list or a
+    :func:`markdown_table`) separated by blank lines, ending with a newline; empty blocks
+    are left out.
+
+    Examples:
+        >>> markdown("# Title", "Some text.", ["- a", "- b"], [])
+        '# Title\\n\\nSome text.\\n\\n- a\\n- b\\n'
+    """
+    return "\n\n".join(b if isinstance(b, str) else "\n".join(b) for b in blocks if b) + "\n"
+
+
+# --------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------
+
+
+def figure_panels(
+    rows: int,
+    cols: int,
+    *,
+    panel_size: tuple[float, float],
+    title: str,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    xscale: str | None = None,
+    yscale: str | None = None,
+    layout: str | None = None,
+    **subplots: Any,
+):
+    """A ``matplotlib.figure.Figure`` (not registered with pyplot) of ``rows × cols`` panels.
+
+    Every panel gets the scales, grid lines (major and minor) and ``xlabel``; the first
+    column gets ``ylabel``; the figure gets ``title``.
+
+    Args:
+        rows, cols: the grid of panels.
+        panel_size: ``(width, height)`` of one panel in inches.
+        title: the figure's title.
+        xlabel, ylabel: axis labels (``None``: none).
+        xscale, yscale: axis scales such as ``"log"`` (``None``: linear).
+        layout: the figure's layout engine (``"constrained"``, or ``None``).
+        **subplots: passed to ``Figure.subplots`` (``sharex``, ``sharey``).
+
+    Returns:
+        ``(figure, axes)`` with ``axes`` a ``(rows, cols)`` array.
+
+    Examples:
+        >>> fig, axes = figure_panels(1, 2, panel_size=(4, 3), title="t", yscale="log")
+        >>> axes.shape, fig.get_size_inches().tolist(), axes[0, 1].get_yscale()
+        ((1, 2), [8.0, 3.0], 'log')
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(panel_size[0] * cols, panel_size[1] * rows), layout=layout)
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False, **subplots))
+    for ax in axes.flat:
+        if xscale is not None:
+            ax.set_xscale(xscale)
+        if yscale is not None:
+            ax.set_yscale(yscale)
+        if xlabel is not None:
+            ax.set_xlabel(xlabel)
+        ax.grid(True, which="both", alpha=0.3)
+    if ylabel is not None:
+        for ax in axes[:, 0]:
+            ax.set_ylabel(ylabel)
+    fig.suptitle(title)
+    return fig, axes
 
 
 def band(ax, steps, curves, *, color, label, diverged_at=None, ls: str = "-", lw: float = 1.6) -> np.ndarray:
@@ -51,6 +207,33 @@ def band(ax, steps, curves, *, color, label, diverged_at=None, ls: str = "-", lw
     if values.shape[0] > 1:
         ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)
     return values
+
+
+# --------------------------------------------------------------------------------------
+# The document and the files
+# --------------------------------------------------------------------------------------
+
+
+def log_spaced_indices(n: int, points: int = 300) -> np.ndarray:
+    """About ``points`` indices of ``range(n)``, log-spaced, the first and the last included
+    (all of them when ``n <= points``): how a long curve is thinned for the JSON.
+
+    Examples:
+        >>> log_spaced_indices(1000, 5).tolist()
+        [0, 5, 31, 177, 999]
+    """
+    if n <= points:
+        return np.arange(n)
+    idx = np.unique(np.round(np.logspace(0, math.log10(n), points)).astype(int) - 1)
+    return np.unique(np.concatenate([[0], idx, [n - 1]]))
+
+
+def load_average() -> list[float]:
+    """The machine's 1-, 5- and 15-minute load averages (NaN where the platform has none)."""
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return [float("nan")] * 3
 
 
 def write_outputs(

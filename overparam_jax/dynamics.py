@@ -173,8 +173,8 @@ class GradientDescent(_OnLayers):
 
 
 @step_rule
-class Euler(_OnLayers):
-    r"""Gradient flow by explicit Euler with step ``dt`` (GD with η = dt; order 1)."""
+class _FixedStepFlow(_OnLayers):
+    """Gradient flow :math:`d\\theta/dt = -\\nabla\\phi(\\theta)` integrated with a fixed step ``dt``."""
 
     loss_fn: LossFn = static_field()
     dt: jax.Array = 0.0
@@ -186,24 +186,21 @@ class Euler(_OnLayers):
 
 
 @step_rule
-class RK4(_OnLayers):
+class Euler(_FixedStepFlow):
+    r"""Gradient flow by explicit Euler with step ``dt`` (GD with η = dt; order 1)."""
+
+
+@step_rule
+class RK4(_FixedStepFlow):
     r"""Gradient flow by the classical Runge–Kutta method with step ``dt`` (order 4)."""
 
-    loss_fn: LossFn = static_field()
-    dt: jax.Array = 0.0
-    weight_decay: jax.Array = 0.0
-
     def step(self, params, k1):
-        h = self.dt
+        h = self.time_unit
         k2 = self.evaluate(_axpy(-h / 2, params, k1))[1]
         k3 = self.evaluate(_axpy(-h / 2, params, k2))[1]
         k4 = self.evaluate(_axpy(-h, params, k3))[1]
         slope = jax.tree_util.tree_map(lambda a, b, c, d: (a + 2 * b + 2 * c + d) / 6, k1, k2, k3, k4)
         return _axpy(-h, params, slope)
-
-    @property
-    def time_unit(self):
-        return self.dt
 
 
 @step_rule

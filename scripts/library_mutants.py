@@ -117,17 +117,11 @@ MUTATIONS = [
              "RK4 with equal stage weights"),
     Mutation("rk4-last-stage", "dynamics.py", "k4 = self.evaluate(_axpy(-h, params, k3))[1]",
              "k4 = self.evaluate(_axpy(-h / 2, params, k3))[1]", "RK4's last stage at the midpoint"),
-    Mutation("euler-half-step", "dynamics.py", """    def time_unit(self):
+    Mutation("flow-half-step", "dynamics.py", """    def time_unit(self):
         return self.dt
-
-
-@step_rule
-class RK4""", """    def time_unit(self):
+""", """    def time_unit(self):
         return self.dt / 2
-
-
-@step_rule
-class RK4""", "Euler steps dt/2"),
+""", "gradient flow (Euler and RK4) steps dt/2"),
     Mutation("update-depth", "dynamics.py", "(preconditioner_apply(W_e, grad, N) + self.weight_decay * N * W_e)",
              "(preconditioner_apply(W_e, grad, N + 1) + self.weight_decay * N * W_e)",
              "the end-to-end update at depth N + 1"),

@@ -3,6 +3,9 @@
 Small NumPy functions that every experiment and several verify checks measure with:
 
 * :func:`first_hit` — the first recorded step at which a curve reaches a level;
+* :func:`crossover_step` — the first recorded step from which one curve stays below another;
+* :func:`max_rise` — how far a curve ever climbs above its running minimum (a loss that
+  should only fall);
 * :func:`last_finite`, :func:`max_finite` — a curve's last and largest finite values
   (a run that diverged holds non-finite records);
 * :func:`moving_average` — a trailing or centered moving average (noisy batch losses);
@@ -17,7 +20,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["first_hit", "last_finite", "loglog_slope", "max_finite", "moving_average", "significant"]
+__all__ = [
+    "crossover_step",
+    "first_hit",
+    "last_finite",
+    "loglog_slope",
+    "max_finite",
+    "max_rise",
+    "moving_average",
+    "significant",
+]
 
 
 def first_hit(steps: Any, values: Any, level: float, *, max_step: int | None = None) -> np.ndarray:
@@ -44,6 +56,51 @@ def first_hit(steps: Any, values: Any, level: float, *, max_step: int | None = N
         hit = hit & (steps <= max_step)
     index = np.argmax(hit, axis=-1)
     return np.where(hit.any(axis=-1), steps[index], -1)
+
+
+def crossover_step(steps: Any, a: Any, b: Any) -> np.ndarray:
+    """The first recorded step from which ``a < b`` at every later record (``a`` overtakes
+    ``b`` for good), along the last axis; -1 where ``a`` is not below ``b`` at the last record.
+
+    A NaN on either side counts as "not below".
+
+    Args:
+        steps: ``(T,)`` the recorded steps.
+        a, b: ``(..., T)`` two curves recorded at ``steps`` (broadcast together).
+
+    Returns:
+        An int array of the leading shape (a 0-d array for one pair of curves).
+
+    Examples:
+        >>> int(crossover_step([0, 10, 20, 30, 40], [5.0, 4.0, 2.0, 3.0, 1.0], [5.0, 3.0, 3.0, 2.0, 2.0]))
+        40
+        >>> crossover_step([0, 10, 20], [[1.0, 1.0, 1.0], [3.0, 1.0, 3.0]], [2.0, 2.0, 2.0]).tolist()
+        [0, -1]
+    """
+    steps = np.asarray(steps)
+    below = np.asarray(a) < np.asarray(b)
+    n = below.shape[-1]
+    last_not_below = n - 1 - np.argmax(~below[..., ::-1], axis=-1)
+    start = np.where((~below).any(axis=-1), last_not_below + 1, 0)
+    return np.where(below[..., -1], steps[np.minimum(start, n - 1)], -1)
+
+
+def max_rise(values: Any) -> np.ndarray:
+    r"""Along the last axis, the largest relative rise of a positive curve above its running
+    minimum, :math:`\max_t v_t / \min_{s \le t} v_s - 1` (0 for a non-increasing curve;
+    ``inf`` where any value is not finite).
+
+    Examples:
+        >>> max_rise([[4.0, 2.0, 3.0, 1.0], [3.0, 2.0, 2.0, 1.0]]).tolist()
+        [0.5, 0.0]
+        >>> float(max_rise([1.0, float("nan"), 0.5]))
+        inf
+    """
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.all(np.isfinite(v), axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rise = np.max(v / np.minimum.accumulate(v, axis=-1), axis=-1) - 1.0
+    return np.where(finite, rise, np.inf)
 
 
 def last_finite(values: Any, where: Any = True) -> np.ndarray:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "log_spaced_indices",
     "markdown",
     "markdown_table",
+    "untraced_numbers",
     "write_outputs",
 ]
 
@@ -117,6 +119,76 @@ def markdown(*blocks: str | Sequence[str]) -> str:
         '# Title\\n\\nSome text.\\n\\n- a\\n- b\\n'
     """
     return "\n\n".join(b if isinstance(b, str) else "\n".join(b) for b in blocks if b) + "\n"
+
+
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?!\w)(\s?%)?")
+
+
+def _scalars(document: Any, max_list: int) -> list[float]:
+    """Every int and float in ``document`` (nested dicts and lists), lists longer than
+    ``max_list`` (the curves) left out."""
+    if isinstance(document, Mapping):
+        return [x for v in document.values() for x in _scalars(v, max_list)]
+    if isinstance(document, (list, tuple)):
+        return [] if len(document) > max_list else [x for v in document for x in _scalars(v, max_list)]
+    if isinstance(document, (int, float)) and not isinstance(document, bool) and math.isfinite(document):
+        return [float(document)]
+    return []
+
+
+_SIGNED_NUMBER = re.compile(
+    r"(?<![\w.])([-−]?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?:e([-+]?\d+))?(?!\w)(\s?%)?")
+
+
+def untraced_numbers(text: str, document: Any, *, max_list: int = 100, signed: bool = False) -> list[str]:
+    """The numbers printed in ``text`` that no number of ``document`` rounds to as printed.
+
+    A number is a run of digits (with ``,`` thousands separators and decimals) that is not
+    part of a word (``fc1``, ``E3``, ``cnn_10epochs`` are names, not numbers). It is traced
+    when some number ``v`` of the document (a JSON document as read back; lists longer
+    than ``max_list``, the curves, are left out so that they cannot match by chance)
+    printed with the same decimals gives it — ``100 v`` too when it is followed by ``%``.
+    With ``signed``, a ``-`` or ``−`` right before a number (not after a digit, so
+    ``0.1-1`` stays a range) is its sign, and ``9.58e-05`` is one number, traced by a ``v``
+    printed with as many digits in the same notation.
+
+    Examples:
+        >>> doc = {"accuracy": 0.99304, "steps": 8593, "speedup": 1.6812, "curve": list(range(200))}
+        >>> untraced_numbers("99.30 % after 8,593 steps, 1.68× sooner", doc)
+        []
+        >>> untraced_numbers("1.69× sooner at step 150", doc)
+        ['1.69', '150']
+        >>> doc = {"slope": -0.9621, "target": 1e-05, "ratio": 1.43e11}
+        >>> untraced_numbers("slope -0.962, target 1e-05, ratio 1.43e+11, lr 0.001-1", doc, signed=True)
+        ['0.001', '1']
+        >>> untraced_numbers("slope 0.962 and −0.96, 1.4e+11 not 1.5e+11", doc, signed=True)
+        ['0.962', '1.5e+11']
+    """
+    values = np.asarray(_scalars(document, max_list), dtype=np.float64)
+    missing = []
+    for match in (_SIGNED_NUMBER if signed else _NUMBER).finditer(text):
+        if signed:
+            sign, whole, decimals, exponent, percent = match.groups()
+        else:
+            (whole, decimals, percent), sign, exponent = match.groups(), "", None
+        printed = whole.replace(",", "") + ("" if decimals is None else "." + decimals)
+        digits = 0 if decimals is None else len(decimals)
+        negative = -1.0 if sign else 1.0
+        if exponent is not None:
+            target = negative * float(f"{printed}e{exponent}")
+            found = any(float(f"{v:.{digits}e}") == target
+                        for v in values[np.abs(values - target) <= abs(target) * 10.0 ** -digits])
+        else:
+            target, tolerance = negative * float(printed), 10.0 ** -digits
+            found = False
+            for scale in (1.0, 100.0) if percent else (1.0,):
+                near = values[np.abs(scale * values - target) <= tolerance]
+                if any(f"{scale * v:.{digits}f}" == f"{target:.{digits}f}" for v in near):
+                    found = True
+                    break
+        if not found:
+            missing.append(match.group(0).strip().rstrip("%").strip())
+    return missing
 
 
 # --------------------------------------------------------------------------------------

@@ -244,6 +244,8 @@ class _ProgressBars:
             self.bar = tqdm(total=p.total, desc=p.stage or None, unit="step", file=sys.stderr,
                             dynamic_ncols=True)
             self.stage = p.stage
+        if p.total != self.bar.total:  # a combined stage whose total grows as its parts start
+            self.bar.total = p.total
         self.bar.update(p.done - self.bar.n)
         if p.metrics:
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in p.metrics.items()}, refresh=False)

@@ -22,21 +22,28 @@ which the command line turns into one) loses at most the chunk in progress.
 Progress is one protocol everywhere: after each chunk, ``progress(Progress(...))`` with
 the steps done, the total, the stage (which part of a larger job is running) and the
 chunk's figures (``metrics(records)``, e.g. the last loss).
+
+Independent long computations (say, the sweeps of several optimizers, each one run too
+small to use more than one core) can run side by side with :func:`run_concurrently`:
+threads, one combined progress report, and a failure or interrupt in one stops the others
+at their next chunk (their checkpoints hold what they finished).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import numpy as np
 
 from overparam_jax.checkpoint import leaves_into, load_checkpoint, save_checkpoint, tree_to_leaves
 
-__all__ = ["Progress", "ProgressFn", "chunk_sizes", "on_host", "run_chunks"]
+__all__ = ["Progress", "ProgressFn", "chunk_sizes", "on_host", "run_chunks", "run_concurrently"]
 
 
 class Progress(NamedTuple):
@@ -171,3 +178,73 @@ def run_chunks(
             jax.block_until_ready(records)
             report(records)
     return carry, chunks
+
+
+T = TypeVar("T")
+
+
+class _Stopped(Exception):
+    """Raised in a concurrent job's progress report once another job has failed."""
+
+
+def run_concurrently(
+    jobs: Mapping[str, Callable[[ProgressFn], T]],
+    *,
+    workers: int,
+    progress: ProgressFn | None = None,
+    stage: str = "",
+) -> dict[str, T]:
+    """Run independent jobs on ``workers`` threads and return their results by name.
+
+    Each job is called with a :data:`ProgressFn` to pass to its computations (it may run
+    several one after another). The caller's ``progress`` sees them as one stage: the steps
+    done and the total summed over every computation started so far (so the total grows
+    as jobs start), the latest figures of any. XLA releases the GIL while it computes, so
+    jobs whose computations each use one core (a single small run) finish up to
+    ``workers`` times sooner; results do not depend on ``workers`` (each job is the same
+    computation). When a job raises (or the caller is interrupted), the others stop with
+    their next progress report and the first error is re-raised; jobs that run with
+    checkpoints resume from them on the next call. Under ``jax.distributed`` (more than
+    one process) the jobs run one after another, in order, since every process must issue
+    its collectives in the same order.
+
+    Args:
+        jobs: name -> ``job(progress)``, in the order to start them (longest first is best).
+        workers: how many jobs run at once (1: one after another).
+        progress: receives the combined :class:`Progress`.
+        stage: the combined progress's stage.
+
+    Examples:
+        >>> run_concurrently({"a": lambda p: 1, "b": lambda p: 2}, workers=2)
+        {'a': 1, 'b': 2}
+    """
+    if workers < 1:
+        raise ValueError(f"`workers` must be at least 1, but is {workers}.")
+    lock, stop, parts = threading.Lock(), threading.Event(), {}
+
+    def reporter(name: str) -> ProgressFn:
+        def report(p: Progress) -> None:
+            if stop.is_set():
+                raise _Stopped(name)
+            with lock:
+                parts[name, p.stage] = (p.done, p.total)
+                if progress is not None:
+                    done, total = (sum(v) for v in zip(*parts.values()))
+                    progress(Progress(done, total, stage, p.metrics))
+        return report
+
+    if workers == 1 or jax.process_count() > 1:
+        return {name: job(reporter(name)) for name, job in jobs.items()}
+    pool = ThreadPoolExecutor(max_workers=workers)
+    futures = {name: pool.submit(job, reporter(name)) for name, job in jobs.items()}
+    try:
+        wait(futures.values(), return_when=FIRST_EXCEPTION)
+        failed = [f.exception() for f in futures.values() if f.done() and f.exception() is not None]
+        if failed:
+            raise failed[0]
+        return {name: future.result() for name, future in futures.items()}
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -188,8 +188,9 @@ def test_cnn_training_resumes_bit_identical(mnist_dir, tmp_path):
     from overparam_jax import load_mnist
 
     data = load_mnist(mnist_dir, download=False)
-    config = cnn_mnist.quick_config(num_steps=30, checkpoint_every=10, validation_size=128, test_subset=250)
-    reference = cnn_mnist.run_cnn_experiment(config, data, nets=("overparameterized",))
+    config = cnn_mnist.quick_config(num_steps=30, checkpoint_every=10, validation_size=128, test_subset=250,
+                                    arms=("twin",), seeds=(0,), variant_seeds=None)
+    reference = cnn_mnist.run_cnn_experiment(config, data)
 
     def stop_at_20(p):
         if p.done >= 20:
@@ -197,17 +198,16 @@ def test_cnn_training_resumes_bit_identical(mnist_dir, tmp_path):
 
     folder = ckpt.CheckpointDir(tmp_path, experiment="cnn", config=config._asdict())
     with pytest.raises(KeyboardInterrupt):
-        cnn_mnist.run_cnn_experiment(config, data, nets=("overparameterized",), progress=stop_at_20,
-                                     checkpoint=folder)
+        cnn_mnist.run_cnn_experiment(config, data, progress=stop_at_20, checkpoint=folder)
     steps = []
-    resumed = cnn_mnist.run_cnn_experiment(config, data, nets=("overparameterized",), checkpoint=folder,
-                                           progress=lambda p: steps.append(p.done))
+    resumed = cnn_mnist.run_cnn_experiment(config, data, checkpoint=folder, progress=lambda p: steps.append(p.done))
     assert steps[0] == 20
     timing = {"first_step_seconds", "train_seconds", "eval_seconds"}
+    (run,), (ref,) = resumed.runs, reference.runs
+    assert run.arm == ref.arm == "twin"
     for field in cnn_mnist.CNNRun._fields:
         if field not in timing:
-            _assert_identical(getattr(resumed.overparameterized, field),
-                              getattr(reference.overparameterized, field))
+            _assert_identical(getattr(run, field), getattr(ref, field))
 
 
 # --------------------------------------------------------------------------------------

@@ -1246,12 +1246,14 @@ def _verdict(holds: bool) -> str:
     return "holds" if holds else "does not hold"
 
 
-def _crossing(c: dict[str, Any] | None) -> str:
-    """``65k (51k–70k, 5/5 seeds)``: the median crossover, its range and how many seeds crossed."""
+def _crossing(c: dict[str, Any] | None, steps=None) -> str:
+    """``65k (51k–70k, 5/5 seeds)``: the median crossover, its range and how many seeds
+    crossed, each step count printed by ``steps`` (default :func:`_steps`)."""
     if not c or c["median"] is None:
         return "never" if c else "—"
-    spread = f"{_steps(c['min'])}–{_steps(c['max'])}, " if c["seeds"] > 1 else ""
-    return f"{_steps(c['median'])} ({spread}{c['seeds_crossed']}/{c['seeds']} seeds)"
+    steps = steps or _steps
+    spread = f"{steps(c['min'])}–{steps(c['max'])}, " if c["seeds"] > 1 else ""
+    return f"{steps(c['median'])} ({spread}{c['seeds_crossed']}/{c['seeds']} seeds)"
 
 
 # --------------------------------------------------------------------------------------
@@ -1450,8 +1452,7 @@ def _cross(c: dict[str, Any] | None) -> str:
         return "—"
     if c["median"] is None:
         return f"never within the run ({c['seeds_crossed']}/{c['seeds']} seeds cross)"
-    spread = f"{_n(c['min'])}–{_n(c['max'])}, " if c["seeds"] > 1 else ""
-    return f"at {_n(c['median'])} ({spread}{c['seeds_crossed']}/{c['seeds']} seeds)"
+    return "at " + _crossing(c, _n)
 
 
 def _reach(it: Any) -> str:

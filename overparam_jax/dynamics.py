@@ -562,8 +562,8 @@ def end_to_end_descent(
         loss_fn: :math:`\ell`, a function of ``W_e``.
         W_e: the initial end-to-end matrix ``(d_N, d_0)``.
         depth: :math:`N > 0`.
-        learning_rate, num_steps, save_every, weight_decay, record_end_to_end, progress,
-            checkpoint: as in :func:`gradient_descent`.
+        learning_rate, num_steps, save_every, weight_decay, record_end_to_end, progress, checkpoint:
+            as in :func:`gradient_descent`.
 
     Returns:
         A :class:`Trajectory` (``balancedness`` is 0: the update assumes exact balance);

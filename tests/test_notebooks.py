@@ -7,6 +7,7 @@ that raises fails the test.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbclient  # in the `dev` extra, with nbformat and ipykernel (the python3 kernel)
@@ -46,6 +47,9 @@ def test_stored_without_outputs(path):
     assert not stale, f"{path.name}: cells {stale} have outputs or execution counts; clear them before committing"
 
 
+@pytest.mark.skipif(os.environ.get("OVERPARAM_JAX_NOTEBOOKS_EXECUTED_BY_DOCS") == "1",
+                    reason="the docs build (.ci/run) has just executed every notebook the same way, "
+                    "with a failing cell failing it")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch):
     monkeypatch.setenv("OVERPARAM_JAX_SMOKE", "1")

@@ -36,6 +36,7 @@ from sphinx.util.docutils import SphinxDirective, SphinxRole
 logger = logging.getLogger(__name__)
 
 PACKAGE = "overparam_jax"
+MAX_VALUE_CHARS = 120  # a constant's value is shown when its repr is at most this long
 
 
 # ---------------------------------------------------------------- generated sources
@@ -101,9 +102,12 @@ def api_page(mod_name: str, module, home: dict[tuple[str, str], str]) -> str:
     for name in module.__all__:
         if home[mod_name, name] == mod_name:
             obj = getattr(module, name)
-            lines.append(f".. {_directive(obj)}:: {mod_name}.{name}")
+            directive = _directive(obj)
+            lines.append(f".. {directive}:: {mod_name}.{name}")
             if inspect.isclass(obj):
                 lines.append("   :members:")
+            if directive == "autodata" and len(repr(obj)) > MAX_VALUE_CHARS:
+                lines.append("   :no-value:")
             lines.append("")
     return "\n".join(lines)
 

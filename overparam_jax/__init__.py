@@ -14,6 +14,8 @@ modules, each of which lists its own public names in ``__all__``:
   stds × depths, sharded over devices and processes;
 * :mod:`~overparam_jax.runner` — the chunked, checkpointed runner of every long computation;
 * :mod:`~overparam_jax.theory` — the theorems' conditions, bounds and closed forms;
+* :mod:`~overparam_jax.factorization` — deep matrix factorization [ACHL19]: completion and
+  sensing losses, effective rank, the singular-value dynamics, the nuclear-norm baseline;
 * :mod:`~overparam_jax.analysis` — reading curves: first hits, log–log slopes, moving averages, rounding;
 * :mod:`~overparam_jax.datasets`, :mod:`~overparam_jax.checkpoint`,
   :mod:`~overparam_jax.results` — data, checkpoint files, results files;
@@ -43,6 +45,21 @@ from overparam_jax.dynamics import (
     gradient_descent,
     gradient_flow,
     optax_descent,
+)
+from overparam_jax.factorization import (
+    FactorizationDescent,
+    MatrixCompletion,
+    MatrixSensing,
+    NuclearNormSolution,
+    completion_loss,
+    effective_rank,
+    low_rank_target,
+    nuclear_norm_completion,
+    observation_mask,
+    sensing_loss,
+    sensing_measurements,
+    singular_value_rates,
+    unobserved_error,
 )
 from overparam_jax.losses import LossFn, lp_loss, overparameterized, whitened_l2_loss
 from overparam_jax.networks import (
@@ -91,9 +108,13 @@ __all__ = [
     "CheckpointMismatch",
     "EndToEndUpdate",
     "Euler",
+    "FactorizationDescent",
     "GradientDescent",
     "LossFn",
     "MNIST",
+    "MatrixCompletion",
+    "MatrixSensing",
+    "NuclearNormSolution",
     "OptaxRule",
     "Params",
     "Progress",
@@ -109,8 +130,10 @@ __all__ = [
     "aligned_flow_time",
     "balanced_factorization",
     "balancedness",
+    "completion_loss",
     "deficiency_margin",
     "descent_lemma_bound",
+    "effective_rank",
     "end_to_end",
     "end_to_end_descent",
     "end_to_end_field",
@@ -127,22 +150,29 @@ __all__ = [
     "load_gas_ethanol",
     "load_mnist",
     "logistic_sigma",
+    "low_rank_target",
     "lp_loss",
     "margin_probability_exact",
     "network_dims",
+    "nuclear_norm_completion",
+    "observation_mask",
     "optax_descent",
     "overparameterized",
     "pad_to_depth",
     "preconditioner_apply",
     "preconditioner_eigenvalues",
     "preconditioner_matrix",
+    "sensing_loss",
+    "sensing_measurements",
     "single_output_velocity",
+    "singular_value_rates",
     "standardize_columns",
     "sweep",
     "theorem1_conditions",
     "theorem1_loss_bound",
     "theorem2_conditions",
     "theorem2_probability_bound",
+    "unobserved_error",
     "whiten",
     "whitened_l2_loss",
     "wilson_interval",

@@ -2,8 +2,8 @@
 
 ``overparam-jax verify`` runs every registered numerical check of the theory and prints
 a table; the exit status is non-zero if any check fails. ``overparam-jax reproduce
-<experiment>`` reruns a paper experiment of THEORY.md §8 and writes its JSON, figures
-and markdown summary (``reproduce cnn``: E3). User mistakes print one line and exit
+<experiment>`` reruns a paper experiment (THEORY.md §8, and ACHL19's deep matrix
+factorization) and writes its JSON, figures and markdown summary. User mistakes print one line and exit
 with status 2, never a traceback.
 """
 

@@ -91,6 +91,9 @@ class Trajectory(NamedTuple):
         end_to_end: ``(T, d_N, d_0)`` when ``record_end_to_end=True``, else ``None``.
         diverged_at: ``()`` int, first step whose loss or weights were non-finite, else -1.
         final: the final weights (``params`` for networks, ``W_e`` for the end-to-end dynamics).
+        extra: the rule's own records beyond these, name -> ``(T, ...)`` (e.g. the singular
+            values of :class:`~overparam_jax.factorization.FactorizationDescent`); ``{}`` for
+            the rules here.
     """
 
     step: jax.Array
@@ -102,6 +105,7 @@ class Trajectory(NamedTuple):
     end_to_end: jax.Array | None
     diverged_at: jax.Array
     final: Any
+    extra: dict[str, jax.Array] = {}
 
 
 # --------------------------------------------------------------------------------------
@@ -304,6 +308,9 @@ def _step(rule, carry: _Carry, check_finite: bool) -> _Carry:
     )
 
 
+_STANDARD_RECORDS = ("step", "loss", "balancedness", "norm", "sigma_min", "end_to_end")
+
+
 def _observe(rule, carry: _Carry, record_end_to_end: bool) -> dict[str, jax.Array]:
     record = {"step": carry.step, "loss": carry.loss, **rule.observe(carry.state)}
     if not record_end_to_end:
@@ -470,6 +477,7 @@ def simulate(
         end_to_end=stacked.get("end_to_end"),
         diverged_at=carry.diverged_at,
         final=weights,
+        extra={k: v for k, v in stacked.items() if k not in _STANDARD_RECORDS},
     )
 
 

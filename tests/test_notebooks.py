@@ -16,7 +16,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 TUTORIALS = {"01_quickstart", "02_end_to_end_dynamics", "03_convergence", "04_acceleration_by_depth",
-             "05_sweeps_and_devices"}
+             "05_sweeps_and_devices", "06_deep_matrix_factorization"}
 CELL_TIMEOUT_S = 300  # per cell; at the smoke size a whole notebook takes 15-35 s of CPU
 
 

@@ -1,6 +1,7 @@
-"""Paper experiments (THEORY.md §8): one module per experiment, E1, E2 and E3.
+"""Paper experiments: one module per experiment — E1, E2 and E3 of THEORY.md §8, and the
+deep matrix factorization of ACHL19 (``dmf``, the talk's "next step").
 
-Each experiment module reads top to bottom as the protocol of its THEORY.md §8 entry —
+Each experiment module reads top to bottom as the protocol of its experiment —
 its configuration, the computation (through the library's sweeps, trajectories and
 :func:`overparam_jax.runner.run_chunks`), then its report (a JSON document, a markdown
 summary, figures; :mod:`overparam_jax.experiments.report`) — and describes itself to the
@@ -63,7 +64,7 @@ class Experiment(NamedTuple):
     x64: bool = False
 
 
-_MODULES = {"acceleration": "acceleration", "init": "init_robustness", "cnn": "cnn_mnist"}
+_MODULES = {"acceleration": "acceleration", "init": "init_robustness", "cnn": "cnn_mnist", "dmf": "dmf"}
 EXPERIMENTS: tuple[str, ...] = tuple(_MODULES)
 
 

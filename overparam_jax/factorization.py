@@ -38,12 +38,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from overparam_jax._validation import (
+    MAX_ARRAY_ENTRIES,
     float_dtype,
     is_concrete,
+    require_depth,
     require_finite,
     require_float_array,
     require_int,
     require_key,
+    require_positive,
     require_shape,
 )
 from overparam_jax.dynamics import GradientDescent, step_rule
@@ -143,6 +146,7 @@ def effective_rank(W: jax.Array) -> jax.Array:
         2.0
     """
     require_float_array("W", W, ndim=2)
+    require_finite("W", W)
     return _entropy_rank(jnp.linalg.svd(W, compute_uv=False))
 
 
@@ -172,6 +176,9 @@ def singular_value_rates(W_e: jax.Array, grad: jax.Array, depth: float) -> jax.A
     require_float_array("W_e", W_e, ndim=2)
     require_float_array("grad", grad, ndim=2)
     require_shape("grad", grad, W_e.shape, "(the shape of `W_e`)")
+    require_finite("W_e", W_e)
+    require_finite("grad", grad)
+    require_depth(depth)
     U, sigma, Vt = jnp.linalg.svd(W_e, full_matrices=False)
     along = jnp.einsum("ir,ij,rj->r", U, grad, Vt)
     return -depth * (sigma**2) ** (1 - 1 / depth) * along
@@ -244,7 +251,10 @@ def sensing_measurements(key: jax.Array, target: jax.Array, num_measurements: in
     """
     require_key("key", key)
     require_float_array("target", target, ndim=2)
+    require_finite("target", target)
     require_int("num_measurements", num_measurements, minimum=1)
+    if num_measurements * target.size > MAX_ARRAY_ENTRIES:
+        raise ValueError(f"`num_measurements` ({num_measurements}) asks for more entries than an array can hold.")
     A = jax.random.normal(key, (num_measurements, *target.shape), target.dtype) / np.sqrt(num_measurements)
     return A, jnp.einsum("mij,ij->m", A, target)
 
@@ -354,9 +364,14 @@ def nuclear_norm_completion(target: Any, mask: Any, *, tolerance: float = 1e-6,
         import cvxpy as cp
     except ImportError as error:  # pragma: no cover - depends on the installation
         raise ImportError("The nuclear-norm baseline needs cvxpy: pip install 'overparam-jax[dmf]'.") from error
-    target, mask = np.asarray(target, np.float64), np.asarray(mask, np.float64)
-    _validate_completion(target, target, mask)
+    require_float_array("target", target, ndim=2)
+    require_finite("target", target)
+    _require_mask(mask, target)
+    require_positive("tolerance", tolerance)
     require_int("max_iters", max_iters, minimum=1)
+    if max_iters > 2**31 - 1:
+        raise ValueError(f"`max_iters` must be < 2**31 (SCS counts in int32), got {max_iters}.")
+    target, mask = np.asarray(target, np.float64), np.asarray(mask, np.float64)
     W = cp.Variable(target.shape)
     problem = cp.Problem(cp.Minimize(cp.normNuc(W)), [cp.multiply(mask, W) == mask * target])
     with warnings.catch_warnings():  # cvxpy warns on optimal_inaccurate: reported in the result

@@ -854,6 +854,141 @@ spec("whiten",
             "rtol": [("1.0", lambda v, d: 1.0, RAISE)] + overrides(NON_NEGATIVE, **{"None": MAYBE})},
      domain={"X", "Y"}, examples=6)  # documented: no variance, Y uncorrelated with X when scaling labels
 
+# ---- factorization -------------------------------------------------------------------
+
+ANY_SHAPE_MATRIX = overrides(MATRIX, extra_row=MAYBE, extra_column=MAYBE)  # the only matrix argument
+MASK = MATRIX + [("entry 0.5", lambda v, d: _set(v, (0, 0), 0.5), RAISE)]
+
+
+def _completion_args(draw):
+    """An observed set with at least one unobserved entry, where the target is non-zero (the
+    unobserved error is then defined)."""
+    shape = (draw(st.integers(1, 3)), draw(st.integers(2, 3)))
+    mask = np.asarray(draw(hnp.arrays(np.float64, shape, elements=st.sampled_from([0.0, 1.0]))))
+    mask[-1, -1] = 0.0
+    target = np.array(matrix(draw, shape))
+    target[-1, -1] = 1.0
+    return {"W_e": matrix(draw, shape), "target": target, "mask": mask}
+
+
+for _name in ("completion_loss", "unobserved_error"):
+    spec(_name,
+         call=functools.partial(lambda name, a: getattr(oj, name)(a["W_e"], a["target"], a["mask"]), _name),
+         valid=_completion_args, check=check_nonnegative_scalar,
+         kinds={"W_e": MATRIX, "target": MATRIX, "mask": MASK}, nan_ok={"W_e"}, examples=3)
+
+
+def _sensing_args(draw):
+    m, d_1, d_2 = (draw(st.integers(1, 3)) for _ in range(3))
+    return {"W_e": matrix(draw, (d_1, d_2)), "measurements": matrix(draw, (m, d_1, d_2)),
+            "observations": matrix(draw, (m,))}
+
+
+spec("sensing_loss",
+     call=lambda a: oj.sensing_loss(a["W_e"], a["measurements"], a["observations"]),
+     valid=_sensing_args, check=check_nonnegative_scalar,
+     kinds={"W_e": MATRIX, "measurements": MATRIX, "observations": VECTOR},
+     nan_ok={"W_e"}, examples=3)
+
+
+def _check_effective_rank(a, out, finite):
+    check_array(out, (), finite=finite and bool(np.any(np.asarray(a["W"]))))  # NaN for W = 0, as documented
+    assert not finite or not np.any(np.asarray(a["W"])) or 1 - tol(out) <= float(out) <= min(np.shape(a["W"])) + tol(out)
+
+
+spec("effective_rank",
+     call=lambda a: oj.effective_rank(a["W"]),
+     valid=lambda draw: {"W": matrix(draw, (draw(st.integers(1, 3)), draw(st.integers(1, 3))))},
+     check=_check_effective_rank, kinds={"W": ANY_SHAPE_MATRIX}, examples=4)
+
+
+def _rates_args(draw):
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return {"W_e": matrix(draw, shape), "grad": matrix(draw, shape), "depth": draw(st.floats(1.0, 4.0))}
+
+
+spec("singular_value_rates",
+     call=lambda a: oj.singular_value_rates(a["W_e"], a["grad"], a["depth"]),
+     valid=_rates_args,
+     check=lambda a, out, finite: check_array(out, (min(np.shape(a["W_e"])),), finite),
+     kinds={"W_e": MATRIX, "grad": MATRIX, "depth": DEPTH}, examples=4)
+
+SHAPE = [
+    ("one entry", lambda v, d: tuple(v)[:1], RAISE),
+    ("three entries", lambda v, d: tuple(v) + (2,), RAISE),
+    ("zero", lambda v, d: (0, v[1]), RAISE),
+    ("negative", lambda v, d: (v[0], -2), RAISE),
+    ("float", lambda v, d: (float(v[0]), v[1]), RAISE),
+    ("bool", lambda v, d: (True, v[1]), RAISE),
+    ("string", lambda v, d: "34", RAISE),
+    ("None", lambda v, d: None, RAISE),
+    ("list", lambda v, d: list(v), MAYBE),
+]
+
+
+def _target_args(draw):
+    shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    return {"key": jax.random.key(draw(st.integers(0, 3))), "shape": shape,
+            "rank": draw(st.integers(1, min(shape))), "dtype": draw(st.sampled_from([None, jnp.float64]))}
+
+
+spec("low_rank_target",
+     call=lambda a: oj.low_rank_target(a["key"], a["shape"], a["rank"], dtype=a["dtype"]),
+     valid=_target_args,
+     check=lambda a, out, finite: check_array(out, tuple(int(d) for d in a["shape"]), finite),
+     kinds={"key": KEY, "shape": SHAPE, "rank": _ints(1, huge=RAISE), "dtype": DTYPE}, examples=3)
+
+
+def _mask_args(draw):
+    shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    return {"key": jax.random.key(draw(st.integers(0, 3))), "shape": shape,
+            "num_observations": draw(st.integers(0, shape[0] * shape[1])),
+            "dtype": draw(st.sampled_from([None, jnp.float64]))}
+
+
+def _check_mask(a, out, finite):
+    check_array(out, tuple(int(d) for d in a["shape"]), finite)
+    assert set(np.unique(np.asarray(out))) <= {0.0, 1.0} and int(np.sum(out)) == int(a["num_observations"])
+
+
+spec("observation_mask",
+     call=lambda a: oj.observation_mask(a["key"], a["shape"], a["num_observations"], dtype=a["dtype"]),
+     valid=_mask_args, check=_check_mask,
+     kinds={"key": KEY, "shape": SHAPE, "num_observations": _ints(0, huge=RAISE), "dtype": DTYPE}, examples=3)
+
+
+def _measurements_args(draw):
+    return {"key": jax.random.key(draw(st.integers(0, 3))),
+            "target": matrix(draw, (draw(st.integers(1, 3)), draw(st.integers(1, 3)))),
+            "num_measurements": draw(st.integers(1, 4))}
+
+
+def _check_measurements(a, out, finite):
+    A, y = out
+    m = int(a["num_measurements"])
+    check_array(A, (m, *np.shape(a["target"])), finite)
+    check_array(y, (m,), finite)
+
+
+spec("sensing_measurements",
+     call=lambda a: oj.sensing_measurements(a["key"], a["target"], a["num_measurements"]),
+     valid=_measurements_args, check=_check_measurements,
+     kinds={"key": KEY, "target": ANY_SHAPE_MATRIX, "num_measurements": _ints(1, huge=RAISE)}, examples=3)
+
+
+def _nuclear_args(draw):
+    args = _completion_args(draw)
+    return {"target": args["target"], "mask": args["mask"], "tolerance": 1e-6, "max_iters": 2000}
+
+
+spec("nuclear_norm_completion",
+     call=lambda a: oj.nuclear_norm_completion(a["target"], a["mask"], tolerance=a["tolerance"],
+                                               max_iters=a["max_iters"]),
+     valid=_nuclear_args,
+     check=lambda a, out, finite: check_array(out.matrix, np.shape(a["target"]), finite),
+     kinds={"target": MATRIX, "mask": MASK, "tolerance": POSITIVE, "max_iters": _ints(1, huge=RAISE)},
+     examples=2)
+
 # ---- theory --------------------------------------------------------------------------
 
 THEORY_DEPTH = _ints(1, huge=MAYBE)

@@ -673,7 +673,10 @@ def test_readme_paragraph_prints_only_numbers_of_the_document(tiny_run, tmp_path
     assert all(len(line) <= 100 for line in text.splitlines() if not line.lstrip().startswith("!["))
     # The check has power: change one number of the paragraph and it is caught.
     speedup = re.search(r"\d+\.\d\d×", text).group(0)
-    wrong = f"{float(speedup[:-1]) + 0.37:.2f}×"
+    # A wrong value that no number of the document happens to round to (the tiny run's
+    # numbers vary from machine to machine in their last digits).
+    wrong = next(w for w in (f"{float(speedup[:-1]) + d:.2f}×" for d in (0.37, 0.53, 0.71, 0.89, 1.13))
+                 if untraced_numbers(w[:-1], doc) == [w[:-1]])
     assert untraced_numbers(text.replace(speedup, wrong, 1), doc) == [wrong[:-1]]
 
 

@@ -166,3 +166,31 @@ def test_a_broken_image_is_detected(browser, tmp_path):
     page.write_text('<html><body><img src="ok.png"><img src="missing.png"></body></html>')
     widths = [img["width"] for img in _images(browser, page)]
     assert widths[0] > 0 and widths[1] == 0
+
+
+def _unrendered_maths(browser, page: Path) -> tuple[int, int]:
+    """(typeset formulas, raw ``\\(``/``\\[`` delimiters left in the visible text) of ``page``
+    once MathJax has run (served from the site itself: no network)."""
+    tab = browser.new_page()
+    try:
+        tab.goto(page.as_uri(), wait_until="load")
+        tab.wait_for_function("() => !window.MathJax || !MathJax.startup || MathJax.startup.promise", timeout=10_000)
+        tab.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+        typeset = tab.eval_on_selector_all("mjx-container", "els => els.length")
+        text = tab.inner_text("article")
+        return typeset, text.count("\\(") + text.count("\\[")
+    finally:
+        tab.close()
+
+
+@pytest.mark.parametrize("page", ["theory.html", "tutorials/06_deep_matrix_factorization.html"])
+def test_the_maths_is_typeset_offline(site, browser, page):
+    typeset, raw = _unrendered_maths(browser, site / page)
+    assert typeset > 10 and raw == 0, f"{page}: {typeset} formulas typeset, {raw} left as raw LaTeX"
+
+
+def test_raw_maths_is_detected(browser, tmp_path):
+    """A page without MathJax shows its delimiters: the check above would catch a CDN-only site."""
+    page = tmp_path / "raw.html"
+    page.write_text("<html><body><article><p>\\(x^2\\) and \\[y\\]</p></article></body></html>")
+    assert _unrendered_maths(browser, page) == (0, 2)

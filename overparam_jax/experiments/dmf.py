@@ -71,6 +71,7 @@ from overparam_jax.factorization import (
     nuclear_norm_completion,
     observation_mask,
     singular_value_rates,
+    unobserved_error,
 )
 from overparam_jax.networks import balancedness, end_to_end, init_balanced
 from overparam_jax.runner import Progress, ProgressFn
@@ -281,8 +282,7 @@ def _nuclear_norm_errors(problems: MatrixCompletion, progress: ProgressFn | None
     for i, (s, m) in enumerate(np.ndindex(S, M)):
         solution = nuclear_norm_completion(targets[s, m], masks[s, m], tolerance=SOLVER_TOLERANCE,
                                            max_iters=SOLVER_MAX_ITERS)
-        hidden = 1.0 - masks[s, m]
-        errors[s, m] = np.linalg.norm(hidden * (solution.matrix - targets[s, m])) / np.linalg.norm(hidden * targets[s, m])
+        errors[s, m] = float(unobserved_error(solution.matrix, targets[s, m], masks[s, m]))
         optimal[s, m] = solution.optimal
         if progress is not None:
             progress(Progress(i + 1, S * M, "nuclear-norm baseline (cvxpy)", {"error": float(errors[s, m])}))

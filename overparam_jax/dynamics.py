@@ -145,8 +145,14 @@ class _OnLayers:
         """One explicit step of size ``time_unit`` along the gradient."""
         return _axpy(-self.time_unit, params, grad)
 
+    def end_to_end_loss(self) -> LossFn:
+        """:math:`\\ell`, the function of ``W_e`` that φ composes (``loss_fn``; a rule whose loss
+        reads traced data, such as :class:`~overparam_jax.factorization.FactorizationDescent`,
+        builds it from its leaves)."""
+        return self.loss_fn
+
     def evaluate(self, params):
-        loss, grad = jax.value_and_grad(overparameterized(self.loss_fn))(params)
+        loss, grad = jax.value_and_grad(overparameterized(self.end_to_end_loss()))(params)
         return loss, _axpy(self.weight_decay, grad, params)
 
     def weights(self, state):

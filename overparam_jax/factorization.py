@@ -50,8 +50,7 @@ from overparam_jax._validation import (
     require_shape,
 )
 from overparam_jax.dynamics import GradientDescent, step_rule
-from overparam_jax.losses import overparameterized
-from overparam_jax.networks import balancedness, end_to_end
+from overparam_jax.networks import end_to_end
 
 __all__ = [
     "FactorizationDescent",
@@ -310,19 +309,17 @@ class FactorizationDescent(GradientDescent):
     problem's ``error``).
     """
 
-    loss_fn: Any = dataclasses.field(default=None, metadata={"static": True})  # the problem's loss
+    loss_fn: Any = dataclasses.field(default=None, metadata={"static": True})  # unused: the loss is the problem's
     problem: MatrixCompletion | MatrixSensing | None = None
     num_singular_values: int = dataclasses.field(default=10, metadata={"static": True})
 
-    def evaluate(self, params):
-        loss, grad = jax.value_and_grad(overparameterized(self.problem.loss))(params)
-        return loss, jax.tree_util.tree_map(lambda g, W: g + self.weight_decay * W, grad, params)
+    def end_to_end_loss(self):
+        return self.problem.loss
 
     def observe(self, params) -> dict[str, jax.Array]:
         W_e = end_to_end(params)
         sigma = jnp.linalg.svd(W_e, compute_uv=False)
-        return {"balancedness": balancedness(params), "norm": jnp.linalg.norm(W_e), "sigma_min": sigma[-1],
-                "end_to_end": W_e, "singular_values": sigma[: self.num_singular_values],
+        return {**GradientDescent.observe(self, params), "singular_values": sigma[: self.num_singular_values],
                 "effective_rank": _entropy_rank(sigma), "error": self.problem.error(W_e)}
 
 
